@@ -1,0 +1,1 @@
+"""Scenarios, runners, sweeps, reports and the ``vdg`` command line. Nothing imports it."""

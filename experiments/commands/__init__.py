@@ -1,0 +1,1 @@
+"""The ``vdg`` sub-commands, one module per command family."""

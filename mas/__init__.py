@@ -1,0 +1,1 @@
+"""Agents: runtime-agnostic brains and their SPADE and Mesa shells."""
