@@ -66,7 +66,9 @@ def reference_break_even(
     units and the break-even pair owns unit ``Q*`` on each side.
     """
     buyers = sorted((o for o in orders_ if o.is_buy), key=lambda o: (-o.price_ueur_per_kwh, o.id))
-    sellers = sorted((o for o in orders_ if not o.is_buy), key=lambda o: (o.price_ueur_per_kwh, o.id))
+    sellers = sorted(
+        (o for o in orders_ if not o.is_buy), key=lambda o: (o.price_ueur_per_kwh, o.id)
+    )
     demand = [o for o in buyers for _ in range(o.quantity_wh)]
     supply = [o for o in sellers for _ in range(o.quantity_wh)]
     q_star = 0
@@ -82,8 +84,10 @@ def reference_break_even(
 
 def max_welfare_neur(orders_: list[Order]) -> int:
     """Largest gains from trade of a single slot (unit expansion, greedy is optimal)."""
-    buyers = sorted((o.price_ueur_per_kwh for o in orders_ if o.is_buy for _ in range(o.quantity_wh)),
-                    reverse=True)
+    buyers = sorted(
+        (o.price_ueur_per_kwh for o in orders_ if o.is_buy for _ in range(o.quantity_wh)),
+        reverse=True,
+    )
     sellers = sorted(o.price_ueur_per_kwh for o in orders_ if not o.is_buy
                      for _ in range(o.quantity_wh))
     return sum(max(b - s, 0) for b, s in zip(buyers, sellers, strict=False))

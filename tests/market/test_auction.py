@@ -155,7 +155,8 @@ def test_mcafee_trades_everything_at_p0_when_it_lies_between_the_break_even_pric
     book[-1] = _o("s3", "sell", 1, 0.99)
     c = mcafee(book)
     assert c.traded_wh == 2000
-    assert (c.slots[0].buy_price_ueur_per_kwh, c.slots[0].sell_price_ueur_per_kwh) == (500_000, 400_000)
+    assert c.slots[0].buy_price_ueur_per_kwh == 500_000
+    assert c.slots[0].sell_price_ueur_per_kwh == 400_000
 
 
 def test_walrasian_midpoint_when_both_marginal_traders_are_filled_exactly():

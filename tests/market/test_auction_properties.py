@@ -16,7 +16,7 @@ FAST = settings(deadline=None, max_examples=120)
 
 
 def _utility_neur(clearing: Clearing, order: Order) -> int:
-    """The order's gain at its true limit price: (value − price) × Wh for a buyer, mirrored for a seller."""
+    """Gain at the true limit price: (value − price) × Wh for a buyer, mirrored for a seller."""
     fill = clearing.fill(order.id)
     if not fill.filled_wh:
         return 0
