@@ -60,6 +60,11 @@ def _register() -> None:
     cli.add_command(feeders)
     cli.add_command(opf)
 
+    from experiments.commands.market import market, mda  # noqa: PLC0415
+
+    cli.add_command(market)
+    experiment.add_command(mda)
+
 
 _register()
 
