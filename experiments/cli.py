@@ -27,6 +27,7 @@ class VdgGroup(click.Group):
     """A click group that turns vdg errors into a one-line message and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a vdg error becomes ``error: <message>`` and exit status 1."""
         try:
             return super().invoke(ctx)
         except VdgError as exc:
