@@ -408,6 +408,18 @@ class OrderBook:
         """
         self.submit_many([order])
 
+    def check_many(self, orders: Iterable[Order]) -> None:
+        """Raise the error :meth:`submit_many` would raise for these orders; change nothing.
+
+        Raises:
+            DuplicateOrderError: an id is already in the book or repeated in the batch.
+            OrderError: an order names another session or a slot the session does not trade.
+        """
+        seen: set[str] = set()
+        for order in orders:
+            self._check(order, seen)
+            seen.add(order.id)
+
     def submit_many(self, orders: Iterable[Order]) -> None:
         """Add several orders, all or none.
 
@@ -416,10 +428,7 @@ class OrderBook:
             OrderError: an order names another session or a slot the session does not trade.
         """
         batch = list(orders)
-        seen: set[str] = set()
-        for order in batch:
-            self._check(order, seen)
-            seen.add(order.id)
+        self.check_many(batch)
         for order in batch:
             self._orders[order.id] = order
         logger.debug(
