@@ -28,16 +28,14 @@ contract VdgMarket {
     }
 
     struct Session {
-        uint64 startSlot;
+        uint32 startSlot;
         uint16 nSlots;
-        uint64 commitEnd;
-        uint64 revealEnd;
+        uint40 commitEnd;
+        uint40 revealEnd;
         State state;
-        uint32 nRevealed;
-        uint64 penaltyNanoPerWh;
+        uint64 penaltyNanoPerWh; // all of the above share one storage word
         bytes32 revealAcc;
         bytes32 resultHash;
-        uint256 escrowTotal;
     }
 
     Registry public immutable registry;
@@ -47,10 +45,9 @@ contract VdgMarket {
 
     uint256 public sessionCount;
     mapping(uint256 => Session) public sessions;
-    /// @dev commitment before reveal, keccak(order vector) after
-    mapping(uint256 => mapping(address => bytes32)) public commitmentOf;
-    /// @dev (escrow << 1) | 1 once revealed
-    mapping(uint256 => mapping(address => uint256)) private escrowWord;
+    /// @dev one word per household and session: the commitment (a hash, whose top 56 bits are
+    /// never all zero) until the reveal, then (escrow << 1) | 1 with escrow < 2**199.
+    mapping(uint256 => mapping(address => uint256)) public sealOf;
     mapping(address => uint256) public owed;
     bool private transient locked;
 
@@ -119,10 +116,10 @@ contract VdgMarket {
     // ----------------------------------------------------------------------------- sessions
 
     function openSession(
-        uint64 startSlot,
+        uint32 startSlot,
         uint16 nSlots,
-        uint64 commitEnd,
-        uint64 revealEnd,
+        uint40 commitEnd,
+        uint40 revealEnd,
         uint64 penaltyNanoPerWh
     ) external only(AUCTIONEER) returns (uint256 sid) {
         require(nSlots > 0 && block.timestamp < commitEnd && commitEnd < revealEnd, BadGates());
@@ -142,9 +139,9 @@ contract VdgMarket {
         Session storage s = sessions[sid];
         require(s.state == State.Open, BadSession(sid));
         require(block.timestamp < s.commitEnd, CommitClosed(sid));
-        require(commitmentOf[sid][msg.sender] == bytes32(0), AlreadyCommitted(msg.sender));
-        require(h != bytes32(0), NotCommitted(msg.sender));
-        commitmentOf[sid][msg.sender] = h;
+        require(sealOf[sid][msg.sender] == 0, AlreadyCommitted(msg.sender));
+        require(uint256(h) >> 200 != 0, NotCommitted(msg.sender));
+        sealOf[sid][msg.sender] = uint256(h);
         emit Committed(sid, msg.sender);
     }
 
@@ -155,10 +152,12 @@ contract VdgMarket {
         require(s.state == State.Open, BadSession(sid));
         require(block.timestamp >= s.commitEnd, RevealNotOpen(sid));
         require(block.timestamp < s.revealEnd, RevealClosed(sid));
-        bytes32 c = commitmentOf[sid][msg.sender];
-        require(c != bytes32(0), NotCommitted(msg.sender));
-        require(escrowWord[sid][msg.sender] == 0, AlreadyRevealed(msg.sender));
-        require(keccak256(abi.encodePacked(sid, msg.sender, orders, salt)) == c, CommitMismatch(msg.sender));
+        uint256 c = sealOf[sid][msg.sender];
+        require(c != 0, NotCommitted(msg.sender));
+        require(c >> 200 != 0, AlreadyRevealed(msg.sender));
+        require(
+            uint256(keccak256(abi.encodePacked(sid, msg.sender, orders, salt))) == c, CommitMismatch(msg.sender)
+        );
         uint256 n = s.nSlots;
         require(orders.length == n * 8, BadLength());
         uint256 escrow;
@@ -172,19 +171,15 @@ contract VdgMarket {
             if (q != 0) any = true;
         }
         require(any, EmptyOrder());
-        bytes32 vh = keccak256(orders);
-        commitmentOf[sid][msg.sender] = vh;
-        escrowWord[sid][msg.sender] = (escrow << 1) | 1;
-        s.revealAcc = keccak256(abi.encodePacked(s.revealAcc, msg.sender, vh));
-        s.nRevealed += 1;
-        s.escrowTotal += escrow;
+        sealOf[sid][msg.sender] = (escrow << 1) | 1; // escrow <= 24·2**64 per slot, far below 2**199
+        s.revealAcc = keccak256(abi.encodePacked(s.revealAcc, msg.sender, keccak256(orders)));
         emit Revealed(sid, msg.sender, orders, escrow);
         if (escrow != 0) _pull(msg.sender, escrow);
     }
 
     function escrowOf(uint256 sid, address household) external view returns (bool revealed, uint256 escrow) {
-        uint256 w = escrowWord[sid][household];
-        return (w & 1 == 1, w >> 1);
+        uint256 w = sealOf[sid][household];
+        return (w != 0 && w >> 200 == 0, w >> 1);
     }
 
     // ----------------------------------------------------------------------------- clearing
@@ -201,7 +196,7 @@ contract VdgMarket {
         uint256 n = hh.length / 20;
         uint256 nSlots = s.nSlots;
         uint256 vlen = nSlots * 8;
-        require(hh.length == n * 20 && n == s.nRevealed && orders.length == n * vlen, BadLength());
+        require(hh.length == n * 20 && orders.length == n * vlen, BadLength());
         {
             bytes32 acc;
             for (uint256 i = 0; i < n; ++i) {
@@ -294,8 +289,8 @@ contract VdgMarket {
             qs += q;
         }
         uint256 volume = qb < qs ? qb : qs;
-        _assign(orders, sorted, sl, true, K, qb, volume, results);
-        _assign(orders, sorted, sl, false, L, qs, volume, results);
+        _assign(orders, sorted, sl, true, K, qb, volume, n, results);
+        _assign(orders, sorted, sl, false, L, qs, volume, n, results);
         assembly ("memory-safe") {
             let w := or(shl(224, priceB), shl(192, priceS))
             let ptr := add(add(prices, 32), mul(t, 8))
@@ -348,9 +343,11 @@ contract VdgMarket {
         q = uint256(sq < 0 ? -sq : sq);
     }
 
-    /// @dev Give the first `m` participants of a side their quantity, reduced equally by a
-    /// common integer level r (the smallest with Σ max(0, q − r) ≤ volume) when the side is
-    /// long; the remaining units go one each to the first participants still above r − 1.
+    /// @dev Give the first `m` participants of a side their quantity; when the side is long
+    /// (total > volume) reduce every quantity by the same r, the largest integer with
+    /// Σ max(q − r, 0) >= volume (members with q <= r drop out), and take the E = Σ − volume
+    /// leftover Wh one each from the members still trading with the largest household index.
+    /// This is the rule of market/auction.py (ids ordered like household indices).
     function _assign(
         bytes calldata orders,
         bytes calldata sorted,
@@ -359,10 +356,11 @@ contract VdgMarket {
         uint256 m,
         uint256 total,
         uint256 volume,
+        uint256 n,
         bytes memory results
     ) private pure {
         uint256 r;
-        uint256 extra;
+        bytes memory lose; // lose[idx] == 1: this household gives up one more Wh
         if (total > volume) {
             uint256 lo;
             uint256 hi;
@@ -370,6 +368,7 @@ contract VdgMarket {
                 (uint256 q,) = _side(orders, sorted, sl, buy, k);
                 if (q > hi) hi = q;
             }
+            // invariant: S(lo) >= volume > S(hi), S(x) = Σ max(q − x, 0); volume > 0
             while (lo + 1 < hi) {
                 uint256 mid = (lo + hi) / 2;
                 uint256 sum;
@@ -377,16 +376,26 @@ contract VdgMarket {
                     (uint256 q,) = _side(orders, sorted, sl, buy, k);
                     if (q > mid) sum += q - mid;
                 }
-                if (sum <= volume) hi = mid;
-                else lo = mid;
+                if (sum >= volume) lo = mid;
+                else hi = mid;
             }
-            r = hi;
+            r = lo;
             uint256 s;
+            lose = new bytes(n);
             for (uint256 k = 0; k < m; ++k) {
                 (uint256 q,) = _side(orders, sorted, sl, buy, k);
-                if (q > r) s += q - r;
+                if (q > r) {
+                    s += q - r;
+                    lose[_u16(sorted, (buy ? sl.bOff : sl.sOff) + 2 * k)] = 0x01;
+                }
             }
-            extra = volume - s;
+            uint256 extra = s - volume;
+            for (uint256 idx = n; extra > 0 && idx > 0; --idx) {
+                if (lose[idx - 1] != 0) {
+                    lose[idx - 1] = 0x02;
+                    --extra;
+                }
+            }
         }
         for (uint256 k = 0; k < m; ++k) {
             (uint256 q,) = _side(orders, sorted, sl, buy, k);
@@ -394,10 +403,7 @@ contract VdgMarket {
             uint256 c = q;
             if (total > volume) {
                 c = q > r ? q - r : 0;
-                if (extra > 0 && q >= r) {
-                    c += 1;
-                    --extra;
-                }
+                if (c != 0 && lose[idx] == 0x02) --c;
             }
             uint256 word = buy ? c : uint256(uint32(-int32(int256(c))));
             uint256 entry = idx * sl.nSlots + sl.t;
@@ -426,11 +432,15 @@ contract VdgMarket {
         uint256 n = hh.length / 20;
         Terms memory tm = Terms(s.nSlots, s.penaltyNanoPerWh, s.startSlot);
         uint256 paidOut;
+        uint256 escrowTotal;
         s.state = State.Settled;
         for (uint256 i = 0; i < n; ++i) {
-            paidOut += _settleOne(sid, tm, address(bytes20(hh[i * 20:(i + 1) * 20])), i, prices, results);
+            (uint256 due, uint256 escrow) =
+                _settleOne(sid, tm, address(bytes20(hh[i * 20:(i + 1) * 20])), i, prices, results);
+            paidOut += due;
+            escrowTotal += escrow;
         }
-        owed[treasury] += s.escrowTotal - paidOut;
+        owed[treasury] += escrowTotal - paidOut;
     }
 
     struct Terms {
@@ -446,8 +456,8 @@ contract VdgMarket {
         uint256 i,
         bytes calldata prices,
         bytes calldata results
-    ) private returns (uint256 due) {
-        uint256 escrow = escrowWord[sid][h] >> 1;
+    ) private returns (uint256 due, uint256 escrow) {
+        escrow = sealOf[sid][h] >> 1;
         address meter;
         uint256 debit;
         uint256 gain;

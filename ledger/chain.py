@@ -1,0 +1,381 @@
+"""Chain access: backends, local signing, sending with retries, revert decoding, gas records.
+
+Two backends reach a chain through the same :class:`Chain`:
+
+* ``embedded`` — web3's ``EthereumTesterProvider`` (py-evm in this process), the default;
+* ``url`` — any JSON-RPC node (anvil, geth, besu) given by its HTTP URL.
+
+Every account the ledger uses is a local key (deterministic from a seed, so a seeded run
+reproduces its addresses); transactions are signed here and sent raw. Accounts are funded from
+the node's first unlocked account (the embedded chain's and anvil's are) or from a funded key.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.providers.eth_tester import EthereumTesterProvider
+
+from ledger import artifacts
+from ledger.errors import ChainUnavailableError, ContractRevert, LedgerError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GAS_LIMIT = 15_000_000
+FUND_WEI = 10**22  # 10,000 ether per account: gas on a private chain
+_TRANSIENT = (ConnectionError, TimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class GasRecord:
+    """Gas used by one transaction.
+
+    Attributes:
+        call: ``"Contract.function"`` (or ``"Contract.deploy"``).
+        gas_used: gas units charged.
+        tx_hash: the transaction hash, hex.
+        block: the block number it was mined in.
+    """
+
+    call: str
+    gas_used: int
+    tx_hash: str
+    block: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainConfig:
+    """Where the chain is.
+
+    Attributes:
+        url: JSON-RPC HTTP URL, or ``None`` for the embedded chain.
+        seed: seed of the ledger's local keys.
+        funder_key: a funded private key (hex) for nodes without an unlocked account.
+        retries: attempts for a transient RPC error (connection reset, timeout).
+        timeout_s: seconds to wait for a receipt.
+    """
+
+    url: str | None = None
+    seed: int = 0
+    funder_key: str | None = None
+    retries: int = 3
+    timeout_s: float = 60.0
+
+
+@cache
+def _error_table() -> dict[bytes, tuple[str, list[str]]]:
+    table: dict[bytes, tuple[str, list[str]]] = {}
+    for name in artifacts.names():
+        for item in artifacts.load(name).abi:
+            if item.get("type") == "error":
+                types = [i["type"] for i in item["inputs"]]
+                sig = f"{item['name']}({','.join(types)})"
+                table[keccak(text=sig)[:4]] = (item["name"], types)
+    return table
+
+
+_ERROR_STRING = keccak(text="Error(string)")[:4]
+_PANIC = keccak(text="Panic(uint256)")[:4]
+
+
+def decode_revert(data: bytes) -> ContractRevert:
+    """Turn revert data into a :class:`ContractRevert` naming the custom error and its args."""
+    if not data:
+        return ContractRevert("reverted without reason")
+    sel, body = data[:4], data[4:]
+    if sel == _ERROR_STRING:
+        (msg,) = abi_decode(["string"], body)
+        return ContractRevert(msg, "Error", (msg,))
+    if sel == _PANIC:
+        (code,) = abi_decode(["uint256"], body)
+        return ContractRevert(f"Panic(0x{code:02x})", "Panic", (code,))
+    table = _error_table()
+    if sel in table:
+        name, types = table[sel]
+        args = tuple(abi_decode(types, body)) if types else ()
+        shown = ", ".join(str(a) for a in args)
+        return ContractRevert(f"{name}({shown})", name, args)
+    return ContractRevert(f"reverted with unknown data 0x{data.hex()}")
+
+
+def revert_data(exc: BaseException) -> bytes | None:
+    """Extract revert data from the exception shapes of web3, eth-tester and JSON-RPC nodes."""
+    found = _data_attribute(getattr(exc, "data", None))
+    if found is None and exc.args:
+        found = _data_in_text(str(exc.args[0]))
+    return found
+
+
+def _data_attribute(data: object) -> bytes | None:
+    if isinstance(data, str) and data.startswith("0x"):
+        return bytes.fromhex(data[2:])
+    if isinstance(data, bytes | bytearray):
+        return bytes(data)
+    if isinstance(data, dict) and isinstance(data.get("data"), str):
+        return bytes.fromhex(data["data"].removeprefix("0x"))
+    return None
+
+
+def _data_in_text(text: str) -> bytes | None:
+    marker = "execution reverted: "
+    if marker in text:
+        tail = text.split(marker, 1)[1].strip()
+        if tail.startswith(("b'", 'b"')):
+            value = ast.literal_eval(tail)
+            return value if isinstance(value, bytes) else None
+        if tail.startswith("0x"):
+            return bytes.fromhex(tail[2:])
+    return b"" if text.strip() == "execution reverted" else None
+
+
+@dataclass
+class Chain:
+    """A connection with local keys, nonces and a gas log.
+
+    Attributes:
+        w3: the web3 instance.
+        gas_log: every mined transaction's gas, in order.
+    """
+
+    config: ChainConfig = field(default_factory=ChainConfig)
+    w3: Web3 = field(init=False)
+    gas_log: list[GasRecord] = field(default_factory=list, init=False)
+    _keys: dict[str, LocalAccount] = field(default_factory=dict, init=False)
+    _nonces: dict[str, int] = field(default_factory=dict, init=False)
+    _n_keys: int = field(default=0, init=False)
+    _chain_id: int = field(default=0, init=False)
+    _tester: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.config.url is None:
+            provider = EthereumTesterProvider()
+            self._tester = provider.ethereum_tester
+            self.w3 = Web3(provider)
+        else:
+            self.w3 = Web3(Web3.HTTPProvider(self.config.url, request_kwargs={"timeout": 60}))
+            try:
+                self.w3.eth.chain_id  # noqa: B018 (probe the node)
+            except _TRANSIENT as exc:
+                raise ChainUnavailableError(
+                    f"no JSON-RPC node at {self.config.url}: {exc}"
+                ) from exc
+        self._chain_id = self._retry(lambda: self.w3.eth.chain_id)
+        logger.info("connected to chain %d (%s)", self._chain_id, self.config.url or "embedded")
+
+    @property
+    def embedded(self) -> bool:
+        """True on the in-process chain."""
+        return self.config.url is None
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id."""
+        return self._chain_id
+
+    # ------------------------------------------------------------------------ accounts
+
+    def new_account(self, fund: bool = True) -> LocalAccount:
+        """A fresh local key, deterministic in the seed and creation order, funded with gas."""
+        material = keccak(text=f"vdg-ledger:{self.config.seed}:{self._n_keys}")
+        self._n_keys += 1
+        acct: LocalAccount = Account.from_key(material)
+        self._keys[acct.address] = acct
+        if fund:
+            self.fund([acct.address])
+        return acct
+
+    def key(self, address: str) -> LocalAccount:
+        """The local key of an address this chain created."""
+        try:
+            return self._keys[to_checksum_address(address)]
+        except KeyError as exc:
+            raise LedgerError(f"no local key for {address}") from exc
+
+    def fund(self, addresses: Sequence[str], wei: int = FUND_WEI) -> None:
+        """Send gas money to addresses from the node's first account or the funder key."""
+        if self.config.funder_key:
+            funder = Account.from_key(self.config.funder_key)
+            self._keys.setdefault(funder.address, funder)
+            for a in addresses:
+                self._send_raw(funder, {"to": a, "value": wei, "gas": 21_000}, "fund")
+            return
+        source = self._retry(lambda: self.w3.eth.accounts)[0]
+        hashes = [
+            self._retry(
+                lambda a=a: self.w3.eth.send_transaction({"from": source, "to": a, "value": wei})
+            )
+            for a in addresses
+        ]
+        for h in hashes:
+            self._retry(
+                lambda h=h: self.w3.eth.wait_for_transaction_receipt(h, self.config.timeout_s)
+            )
+
+    # ------------------------------------------------------------------------ time
+
+    def now(self) -> int:
+        """Timestamp of the latest block."""
+        return int(self._retry(lambda: self.w3.eth.get_block("latest"))["timestamp"])
+
+    def advance_time(self, seconds: int) -> None:
+        """Move the chain's clock forward and mine a block (embedded chain and anvil)."""
+        if self._tester is not None:
+            self._tester.time_travel(self.now() + int(seconds))
+            return
+        self._retry(lambda: self.w3.provider.make_request("evm_increaseTime", [int(seconds)]))
+        self._retry(lambda: self.w3.provider.make_request("evm_mine", []))
+
+    # ------------------------------------------------------------------------ contracts
+
+    def contract(self, name: str, address: str) -> Contract:
+        """A web3 contract object for a deployed artifact."""
+        art = artifacts.load(name)
+        c = self.w3.eth.contract(address=to_checksum_address(address), abi=list(art.abi))
+        setattr(c, "_vdg_name", name)  # noqa: B010 (label for the gas log)
+        return c
+
+    def deploy(self, name: str, sender: LocalAccount, *args: Any) -> Contract:
+        """Deploy a compiled contract and return it."""
+        art = artifacts.load(name)
+        factory = self.w3.eth.contract(abi=list(art.abi), bytecode=art.bytecode)
+        data = factory.constructor(*args).data_in_transaction
+        receipt = self._send_raw(sender, {"data": data, "gas": DEFAULT_GAS_LIMIT}, f"{name}.deploy")
+        return self.contract(name, receipt["contractAddress"])
+
+    def transact(
+        self,
+        contract: Contract,
+        fn: str,
+        args: Sequence[Any],
+        sender: LocalAccount,
+        gas: int = DEFAULT_GAS_LIMIT,
+    ) -> Any:
+        """Send ``contract.fn(*args)`` from ``sender`` and return the receipt.
+
+        Raises:
+            ContractRevert: the transaction reverted (reason decoded from a replay).
+        """
+        data = contract.encode_abi(fn, args=list(args))
+        label = f"{_name_of(contract)}.{fn}"
+        return self._send_raw(sender, {"to": contract.address, "data": data, "gas": gas}, label)
+
+    def call(
+        self, contract: Contract, fn: str, args: Sequence[Any] = (), sender: str | None = None
+    ) -> Any:
+        """Read-only call; reverts raise :class:`ContractRevert`."""
+        params = {"from": sender} if sender else {}
+        try:
+            return self._retry(lambda: contract.functions[fn](*args).call(params))
+        except ContractRevert:
+            raise
+        except Exception as exc:
+            data = revert_data(exc)
+            if data is None:
+                raise
+            raise decode_revert(data) from exc
+
+    def send_batch(self, items: Sequence[tuple[LocalAccount, dict[str, Any], str]]) -> list[Any]:
+        """Sign all transactions first, send them all, then wait for every receipt.
+
+        The way to approach a node's throughput: no round trip between transactions.
+        """
+        signed = []
+        for acct, tx, label in items:
+            signed.append((self._sign(acct, tx), tx, acct, label))
+        hashes = [
+            self._retry(lambda s=s: self.w3.eth.send_raw_transaction(s.raw_transaction))
+            for s, *_ in signed
+        ]
+        receipts = []
+        for h, (_, tx, acct, label) in zip(hashes, signed, strict=True):
+            receipts.append(self._finish(h, tx, acct, label))
+        return receipts
+
+    # ------------------------------------------------------------------------ internals
+
+    def _sign(self, acct: LocalAccount, tx: dict[str, Any]) -> Any:
+        full = dict(tx)
+        full.setdefault("value", 0)
+        full["chainId"] = self._chain_id
+        full["nonce"] = self._next_nonce(acct.address)
+        full.setdefault("maxPriorityFeePerGas", 1)
+        full.setdefault("maxFeePerGas", self._max_fee())
+        full.pop("from", None)
+        return acct.sign_transaction(full)
+
+    def _max_fee(self) -> int:
+        base = self._retry(lambda: self.w3.eth.get_block("latest")).get("baseFeePerGas", 10**9)
+        return 2 * int(base) + 10**9
+
+    def _next_nonce(self, address: str) -> int:
+        if address not in self._nonces:
+            self._nonces[address] = self._retry(
+                lambda: self.w3.eth.get_transaction_count(address, "pending")
+            )
+        n = self._nonces[address]
+        self._nonces[address] = n + 1
+        return n
+
+    def _send_raw(self, acct: LocalAccount, tx: dict[str, Any], label: str) -> Any:
+        signed = self._sign(acct, tx)
+        try:
+            h = self._retry(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        except Exception as exc:
+            self._nonces.pop(acct.address, None)  # resynchronise from the node next time
+            data = revert_data(exc)
+            if data is None:
+                raise
+            raise decode_revert(data) from exc
+        return self._finish(h, tx, acct, label)
+
+    def _finish(self, h: Any, tx: dict[str, Any], acct: LocalAccount, label: str) -> Any:
+        receipt = self._retry(
+            lambda: self.w3.eth.wait_for_transaction_receipt(h, self.config.timeout_s)
+        )
+        if receipt["status"] != 1:
+            raise self._replay_revert(tx, acct, receipt["blockNumber"])
+        self.gas_log.append(
+            GasRecord(label, int(receipt["gasUsed"]), h.hex(), int(receipt["blockNumber"]))
+        )
+        return receipt
+
+    def _replay_revert(self, tx: dict[str, Any], acct: LocalAccount, block: int) -> ContractRevert:
+        call = {k: v for k, v in tx.items() if k in ("to", "data", "value", "gas")}
+        call["from"] = acct.address
+        try:
+            self.w3.eth.call(call, block_identifier=block - 1)
+        except Exception as exc:
+            data = revert_data(exc)
+            if data is None:
+                raise
+            return decode_revert(data)
+        return ContractRevert("reverted (out of gas, or state changed before the replay)")
+
+    def _retry(self, fn: Callable[[], Any]) -> Any:
+        delay = 0.2
+        for attempt in range(self.config.retries):
+            try:
+                return fn()
+            except _TRANSIENT as exc:
+                if attempt + 1 == self.config.retries:
+                    raise ChainUnavailableError(f"chain unreachable: {exc}") from exc
+                logger.warning("transient RPC error (%s), retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+
+def _name_of(contract: Contract) -> str:
+    return str(getattr(contract, "_vdg_name", "Contract"))

@@ -1,0 +1,355 @@
+"""The web3 implementation of the ledger client: deploy, roles, money, market, proof of flow.
+
+Coordination contracts (ADMM, fleet, billing) are reached through the same object; see
+:mod:`ledger.coordination` and :mod:`ledger.admm` for their helpers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_canonical_address, to_checksum_address
+from web3.contract import Contract
+from web3.logs import DISCARD
+
+from ledger.chain import DEFAULT_GAS_LIMIT, Chain, ChainConfig, GasRecord
+from ledger.errors import ProtocolError
+from ledger.fixedpoint import (
+    eur_to_nano,
+    kwh_to_wh,
+    penalty_to_nano_per_wh,
+)
+from ledger.orders import OrderVector, commitment, sort_book
+from ledger.results import Deployment, SessionClearing, SlotClearing
+
+logger = logging.getLogger(__name__)
+
+ADMIN, DSO, AUCTIONEER, AGGREGATOR, HOUSEHOLD = 1, 2, 4, 8, 16
+BIG_GAS = 29_000_000
+MAX_UINT = 2**256 - 1
+
+
+class Web3Ledger:
+    """The ledger on a real EVM (embedded py-evm or any JSON-RPC node).
+
+    Create with :meth:`deploy`. Every account the ledger acts for is a local key held by
+    ``chain``; methods take addresses and sign with the matching key.
+    """
+
+    def __init__(
+        self, chain: Chain, contracts: Mapping[str, Contract], roles: Mapping[str, LocalAccount]
+    ) -> None:
+        self.chain = chain
+        self.c = dict(contracts)
+        self.roles = dict(roles)
+        self._meters: dict[str, LocalAccount] = {}
+        self._sealed: dict[tuple[int, str], tuple[OrderVector, bytes]] = {}
+        self._clearings: dict[int, SessionClearing] = {}
+        self._session_block: dict[int, int] = {}
+
+    # ------------------------------------------------------------------------ deployment
+
+    @classmethod
+    def deploy(cls, config: ChainConfig | None = None, *, chain: Chain | None = None) -> Web3Ledger:
+        """Deploy every contract with fresh role holders and return the client."""
+        chain = chain or Chain(config or ChainConfig())
+        admin = chain.new_account()
+        roles = {"admin": admin}
+        for name in ("dso", "auctioneer", "aggregator", "treasury"):
+            roles[name] = chain.new_account()
+        reg = chain.deploy("Registry", admin)
+        credit = chain.deploy("Credit", admin, reg.address)
+        energy = chain.deploy("EnergyToken", admin, reg.address)
+        market = chain.deploy(
+            "VdgMarket",
+            admin,
+            reg.address,
+            credit.address,
+            energy.address,
+            roles["treasury"].address,
+        )
+        admm = chain.deploy("AdmmCoordinator", admin, reg.address)
+        fleet = chain.deploy("FleetCoordinator", admin, reg.address)
+        billing = chain.deploy(
+            "Billing", admin, reg.address, credit.address, roles["treasury"].address
+        )
+        led = cls(
+            chain,
+            {
+                "registry": reg,
+                "credit": credit,
+                "energy": energy,
+                "market": market,
+                "admm": admm,
+                "fleet": fleet,
+                "billing": billing,
+            },
+            roles,
+        )
+        led.grant(roles["dso"].address, DSO)
+        led.grant(roles["auctioneer"].address, AUCTIONEER)
+        led.grant(roles["aggregator"].address, AGGREGATOR)
+        # the treasury pays exported energy in billing
+        chain.transact(credit, "approve", [billing.address, MAX_UINT], roles["treasury"])
+        logger.info("ledger deployed: market %s", market.address)
+        return led
+
+    @property
+    def deployment(self) -> Deployment:
+        """Addresses of the contracts and role holders."""
+        return Deployment(
+            **{k: v.address for k, v in self.c.items()},
+            **{k: v.address for k, v in self.roles.items()},
+        )
+
+    @property
+    def gas_log(self) -> list[GasRecord]:
+        """Gas of every transaction sent so far."""
+        return self.chain.gas_log
+
+    def _tx(
+        self,
+        contract: str,
+        fn: str,
+        args: Sequence[Any],
+        sender: str | LocalAccount,
+        gas: int = DEFAULT_GAS_LIMIT,
+    ) -> Any:
+        acct = sender if isinstance(sender, LocalAccount) else self.chain.key(sender)
+        return self.chain.transact(self.c[contract], fn, args, acct, gas)
+
+    def _events(self, contract: str, event: str, receipt: Any) -> list[Any]:
+        return list(self.c[contract].events[event]().process_receipt(receipt, errors=DISCARD))
+
+    # ------------------------------------------------------------------------ roles
+
+    def grant(self, account: str, role: int, *, sender: str | None = None) -> None:
+        """Admin grants role bits to an account."""
+        self._tx("registry", "grant", [account, role], sender or self.roles["admin"])
+
+    def roles_of(self, account: str) -> int:
+        """Role bits of an account."""
+        return int(self.chain.call(self.c["registry"], "rolesOf", [account]))
+
+    def new_account(self) -> str:
+        """A fresh funded local account with no role."""
+        return str(self.chain.new_account().address)
+
+    def add_households(self, n: int, *, credit_eur: float = 0.0) -> list[str]:
+        """Create ``n`` households: role, meter key, approvals of market and billing, credit."""
+        accts = [self.chain.new_account() for _ in range(n)]
+        addrs = [a.address for a in accts]
+        self._tx("registry", "grantMany", [addrs, HOUSEHOLD], self.roles["admin"])
+        for a in accts:
+            meter = self.chain.new_account(fund=False)
+            self._meters[a.address] = meter
+            self._tx("registry", "registerMeter", [a.address, meter.address], self.roles["dso"])
+            self._tx("credit", "approve", [self.c["market"].address, MAX_UINT], a)
+            self._tx("credit", "approve", [self.c["billing"].address, MAX_UINT], a)
+            if credit_eur > 0:
+                self.mint_credit(a.address, credit_eur)
+        return addrs
+
+    def meter_of(self, household: str) -> str:
+        """The meter key address registered for a household."""
+        return str(self.chain.call(self.c["registry"], "meterOf", [household]))
+
+    # ------------------------------------------------------------------------ money and energy
+
+    def mint_credit(self, to: str, amount_eur: float, *, sender: str | None = None) -> None:
+        """The treasury admin mints Credit (fixed point 1e-9 EUR)."""
+        self._tx(
+            "credit",
+            "mint",
+            [to, eur_to_nano("amount_eur", amount_eur)],
+            sender or self.roles["admin"],
+        )
+
+    def credit_nano(self, account: str) -> int:
+        """Credit balance in 1e-9 EUR."""
+        return int(self.chain.call(self.c["credit"], "balanceOf", [account]))
+
+    def credit_supply_nano(self) -> int:
+        """Total Credit supply in 1e-9 EUR."""
+        return int(self.chain.call(self.c["credit"], "totalSupply"))
+
+    def energy_wh(self, account: str) -> int:
+        """Energy-token balance, Wh."""
+        return int(self.chain.call(self.c["energy"], "balanceOf", [account]))
+
+    def energy_supply_wh(self) -> int:
+        """Energy tokens minted in total, Wh."""
+        return int(self.chain.call(self.c["energy"], "totalSupply"))
+
+    def attest(
+        self, slot: int, net_export_kwh: Mapping[str, float], *, sender: str | None = None
+    ) -> None:
+        """DSO attests households' metered net export in a slot (mints certificates for export).
+
+        Args:
+            slot: global delivery slot number.
+            net_export_kwh: per household, net export in kWh (import negative).
+            sender: the attesting account (default the DSO).
+        """
+        meters = [self._meters[to_checksum_address(h)].address for h in net_export_kwh]
+        values = [kwh_to_wh(f"net_export_kwh[{h}]", e) for h, e in net_export_kwh.items()]
+        self._tx("energy", "attest", [slot, meters, values], sender or self.roles["dso"])
+
+    def attest_raw(
+        self, slot: int, meters: Sequence[str], net_wh: Sequence[int], sender: str
+    ) -> None:
+        """Attestation with raw meter addresses and Wh (for tests of the contract's own checks)."""
+        self._tx("energy", "attest", [slot, list(meters), list(net_wh)], sender)
+
+    def attestation(self, household: str, slot: int) -> tuple[bool, int]:
+        """(attested, net export Wh) of a household's meter in a slot."""
+        ok, net = self.chain.call(self.c["energy"], "attestation", [self.meter_of(household), slot])
+        return bool(ok), int(net)
+
+    # ------------------------------------------------------------------------ market
+
+    def open_session(
+        self,
+        start_slot: int,
+        n_slots: int,
+        *,
+        commit_s: int = 600,
+        reveal_s: int = 600,
+        penalty_eur_per_kwh: float = 0.0,
+    ) -> int:
+        """Auctioneer opens a session with gate times relative to now; returns its id."""
+        now = self.chain.now()
+        receipt = self._tx(
+            "market",
+            "openSession",
+            [
+                start_slot,
+                n_slots,
+                now + commit_s,
+                now + commit_s + reveal_s,
+                penalty_to_nano_per_wh("penalty_eur_per_kwh", penalty_eur_per_kwh),
+            ],
+            self.roles["auctioneer"],
+        )
+        sid = int(self._events("market", "SessionOpened", receipt)[0]["args"]["session"])
+        self._session_block[sid] = int(receipt["blockNumber"])
+        return sid
+
+    def session(self, sid: int) -> dict[str, Any]:
+        """The session's on-chain header as a dict."""
+        keys = (
+            "startSlot", "nSlots", "commitEnd", "revealEnd", "state",
+            "penaltyNanoPerWh", "revealAcc", "resultHash",
+        )  # fmt: skip
+        return dict(zip(keys, self.chain.call(self.c["market"], "sessions", [sid]), strict=True))
+
+    def commit(
+        self, sid: int, household: str, orders: OrderVector, salt: bytes | None = None
+    ) -> bytes:
+        """Seal a household's order vector; keeps vector and salt for :meth:`reveal`."""
+        h = to_checksum_address(household)
+        salt = salt if salt is not None else keccak(text=f"salt:{self.chain.config.seed}:{sid}:{h}")
+        encoded = orders.encode()
+        self._tx("market", "commit", [sid, commitment(sid, h, encoded, salt)], h)
+        self._sealed[(sid, h)] = (orders, salt)
+        return salt
+
+    def reveal(
+        self, sid: int, household: str, orders: OrderVector | None = None, salt: bytes | None = None
+    ) -> None:
+        """Open the sealed vector (the stored one unless given); escrows the maximum payment."""
+        h = to_checksum_address(household)
+        if orders is None or salt is None:
+            if (sid, h) not in self._sealed:
+                raise ProtocolError(f"no sealed order vector of {h} in session {sid}")
+            stored_orders, stored_salt = self._sealed[(sid, h)]
+            orders = orders or stored_orders
+            salt = salt or stored_salt
+        self._tx("market", "reveal", [sid, orders.encode(), salt], h)
+
+    def revealed_book(self, sid: int) -> tuple[list[str], list[OrderVector]]:
+        """Households and order vectors of a session, in reveal order, from the Revealed events."""
+        start = self._session_block.get(sid, 0)
+        logs = (
+            self.c["market"]
+            .events.Revealed()
+            .get_logs(from_block=start, argument_filters={"session": sid})
+        )
+        logs = sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return (
+            [str(e["args"]["household"]) for e in logs],
+            [OrderVector.decode(bytes(e["args"]["orders"])) for e in logs],
+        )
+
+    def clear(self, sid: int, *, sorted_book: bytes | None = None) -> SessionClearing:
+        """Auctioneer clears every slot on chain (book from the reveal events, sort supplied)."""
+        hh, vectors = self.revealed_book(sid)
+        n_slots = int(self.session(sid)["nSlots"])
+        blob_hh = b"".join(to_canonical_address(h) for h in hh)
+        blob_orders = b"".join(v.encode() for v in vectors)
+        sorted_book = sort_book(vectors, n_slots) if sorted_book is None else sorted_book
+        receipt = self._tx(
+            "market",
+            "clear",
+            [sid, blob_hh, blob_orders, sorted_book],
+            self.roles["auctioneer"],
+            BIG_GAS,
+        )
+        ev = self._events("market", "Cleared", receipt)[0]["args"]
+        prices, results = bytes(ev["prices"]), bytes(ev["results"])
+        slots = tuple(
+            SlotClearing(
+                slot=int(e["args"]["slot"]),
+                buy_price_ueur_per_kwh=int(e["args"]["buyerPrice"]),
+                sell_price_ueur_per_kwh=int(e["args"]["sellerPrice"]),
+                volume_wh=int(e["args"]["volumeWh"]),
+            )
+            for e in self._events("market", "SlotCleared", receipt)
+        )
+        cleared = tuple(
+            tuple(
+                int.from_bytes(
+                    results[(i * n_slots + t) * 4 : (i * n_slots + t + 1) * 4], "big", signed=True
+                )
+                for t in range(n_slots)
+            )
+            for i in range(len(hh))
+        )
+        out = SessionClearing(sid, tuple(hh), cleared, slots, prices, results)
+        self._clearings[sid] = out
+        return out
+
+    def settle(self, sid: int, *, sender: str | None = None) -> None:
+        """DSO settles a cleared session against the attestations."""
+        cl = self._clearings.get(sid)
+        if cl is None:
+            raise ProtocolError(f"session {sid} was not cleared through this client")
+        blob_hh = b"".join(to_canonical_address(h) for h in cl.households)
+        self._tx(
+            "market",
+            "settle",
+            [sid, blob_hh, cl.prices_blob, cl.results_blob],
+            sender or self.roles["dso"],
+            BIG_GAS,
+        )
+
+    def owed_nano(self, account: str) -> int:
+        """Credit the market owes an account after settlement, 1e-9 EUR."""
+        return int(self.chain.call(self.c["market"], "owed", [account]))
+
+    def withdraw(self, account: str) -> int:
+        """Pull what the market owes ``account``; returns the amount (1e-9 EUR)."""
+        receipt = self._tx("market", "withdraw", [], account)
+        return int(self._events("market", "Withdrawn", receipt)[0]["args"]["amount"])
+
+    def escrow_of(self, sid: int, household: str) -> tuple[bool, int]:
+        """(revealed, escrow in 1e-9 EUR) of a household in a session."""
+        ok, amount = self.chain.call(self.c["market"], "escrowOf", [sid, household])
+        return bool(ok), int(amount)
+
+    def advance_time(self, seconds: int) -> None:
+        """Move the chain clock (embedded chain and anvil)."""
+        self.chain.advance_time(seconds)
