@@ -17,6 +17,7 @@ import numpy as np
 
 from market.auction import MECHANISMS, Clearing, clear
 from market.errors import MechanismError
+from market.metrics import welfare_neur
 from market.orders import MAX_ABS_PRICE_UEUR_PER_KWH, NEUR_PER_UEUR, UEUR_PER_EUR, OrderTable
 
 logger = logging.getLogger(__name__)
@@ -70,15 +71,6 @@ def random_book(n_traders: int, rng: np.random.Generator) -> OrderTable:
         is_buy=is_buy, quantity_wh=quantity, price_ueur_per_kwh=price,
         ids=[f"t{i:04d}" for i in range(n_traders)],
     )
-
-
-def welfare_neur(table: OrderTable, clearing: Clearing) -> int:
-    """Gains from trade at the table's prices (taken as true values), nEUR.
-
-    Includes the auctioneer's surplus: ``sum(value * bought) - sum(cost * sold)``.
-    """
-    signed = np.where(table.is_buy, table.price_ueur_per_kwh, -table.price_ueur_per_kwh)
-    return int(clearing.filled_wh.astype(object) @ signed.astype(object))
 
 
 def _utility(truth: OrderTable, clearing: Clearing, i: int) -> int:
@@ -156,9 +148,9 @@ def run_mda_experiment(
             for table, chosen in zip(books[n], picks[n], strict=True):
                 best = clear(table, "efficient")
                 c = clear(table, name, k=k)
-                w_max = welfare_neur(table, best)
+                w_max = welfare_neur(best)
                 if w_max > 0:
-                    eff.append(welfare_neur(table, c) / w_max)
+                    eff.append(welfare_neur(c) / w_max)
                     share.append(c.auctioneer_surplus_neur / w_max)
                 if best.traded_wh:
                     traded.append(c.traded_wh / best.traded_wh)
