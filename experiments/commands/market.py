@@ -130,9 +130,11 @@ def _plot(points: tuple[MdaPoint, ...], out: Path) -> list[Path]:
         ("misreport_gain_eur", "mean best misreport gain per deviator (EUR)", "mda_misreport.png"),
     ):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for mechanism in dict.fromkeys(p.mechanism for p in points):
+        mechanisms = dict.fromkeys(p.mechanism for p in points)
+        for j, mechanism in enumerate(mechanisms):
             mine = [p for p in points if p.mechanism == mechanism]
-            ax.plot([p.n_traders for p in mine], [getattr(p, attr) for p in mine], marker="o",
+            ax.plot([p.n_traders for p in mine], [getattr(p, attr) for p in mine],
+                    marker="osD^v"[j % 5], linestyle=("-", "--", ":", "-.")[j % 4],
                     label=mechanism)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("traders (orders per book)")
