@@ -165,3 +165,23 @@ def test_pay_as_bid_is_not_strategy_proof():
     lie = dataclasses.replace(book[0], price_eur_per_kwh=0.2)
     assert _utility_neur(clear([lie, *book[1:]], "pay-as-bid"), book[0]) > truthful
     assert np.all(clear(book, "pay-as-bid").filled_wh >= 0)
+
+
+@FAST
+@given(book=orders())
+def test_efficient_price_is_a_competitive_equilibrium(book):
+    # at the Walrasian price every buyer above it and every seller below it is filled in full,
+    # and nobody on the wrong side of it trades
+    c = clear(book, "efficient")
+    if not c.traded_wh:
+        return
+    (slot,) = c.slots
+    p = slot.buy_price_ueur_per_kwh
+    assert p == slot.sell_price_ueur_per_kwh
+    for o in book:
+        filled = c.fill(o.id).filled_wh
+        gain = (o.price_ueur_per_kwh - p) * (1 if o.is_buy else -1)
+        if gain > 0:
+            assert filled == o.quantity_wh, o
+        elif gain < 0:
+            assert filled == 0, o
