@@ -185,3 +185,17 @@ def test_efficient_price_is_a_competitive_equilibrium(book):
             assert filled == o.quantity_wh, o
         elif gain < 0:
             assert filled == 0, o
+
+
+@settings(deadline=None, max_examples=100)
+@given(book=orders(min_size=2, max_size=12, max_wh=1), data=st.data())
+def test_mcafee_is_truthful_for_unit_orders(book, data):
+    # McAfee (1992) is dominant-strategy truthful when every order is for one unit (here 1 Wh)
+    deviator = data.draw(st.sampled_from(book))
+    truthful = _utility_neur(clear(book, "mcafee"), deviator)
+    candidates = {c / 100 for c in range(-2, 15)}
+    candidates |= {round(o.price_eur_per_kwh + d, 6) for o in book for d in (-1e-6, 1e-6)}
+    for price in sorted(candidates):
+        lie = dataclasses.replace(deviator, price_eur_per_kwh=price)
+        book_lie = [lie if o.id == deviator.id else o for o in book]
+        assert _utility_neur(clear(book_lie, "mcafee"), deviator) <= truthful, (deviator, price)
