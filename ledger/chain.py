@@ -34,7 +34,7 @@ from ledger.errors import ChainUnavailableError, ContractRevert, LedgerError
 logger = logging.getLogger(__name__)
 
 DEFAULT_GAS_LIMIT = 15_000_000
-FUND_WEI = 10**22  # 10,000 ether per account: gas on a private chain
+FUND_WEI = 10**19  # 10 ether per account: gas on a private chain
 _TRANSIENT = (ConnectionError, TimeoutError, OSError)
 
 

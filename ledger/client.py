@@ -21,9 +21,11 @@ from ledger.fixedpoint import (
     eur_to_nano,
     kwh_to_wh,
     penalty_to_nano_per_wh,
+    price_to_micro,
+    soc_to_fixed,
 )
 from ledger.orders import OrderVector, commitment, sort_book
-from ledger.results import Deployment, SessionClearing, SlotClearing
+from ledger.results import Bill, Deployment, FleetStep, SessionClearing, SignedReading, SlotClearing
 
 logger = logging.getLogger(__name__)
 
@@ -353,3 +355,128 @@ class Web3Ledger:
     def advance_time(self, seconds: int) -> None:
         """Move the chain clock (embedded chain and anvil)."""
         self.chain.advance_time(seconds)
+
+    # ------------------------------------------------------------------------ fleet (Couraud)
+
+    def fleet_register(self, households: Sequence[str]) -> None:
+        """Aggregator registers households with the fleet contract (order = update order)."""
+        for h in households:
+            self._tx("fleet", "registerHousehold", [h], self.roles["aggregator"])
+
+    def fleet_series(
+        self,
+        first_interval: int,
+        soc_a_frac: Sequence[float],
+        contracted_export_kwh: Sequence[float],
+        state: Sequence[int],
+    ) -> None:
+        """Aggregator posts SoC_t,A, Ec_t and S_t for consecutive market intervals."""
+        if not len(soc_a_frac) == len(contracted_export_kwh) == len(state):
+            raise ProtocolError(
+                "fleet series: soc_a_frac, contracted_export_kwh, state differ in length"
+            )
+        blob = bytearray()
+        for t, (soc, ec, st) in enumerate(
+            zip(soc_a_frac, contracted_export_kwh, state, strict=True)
+        ):
+            if st not in (-1, 0, 1):
+                raise ProtocolError(f"state[{t}]={st}: expected -1, 0 or 1")
+            blob += soc_to_fixed(f"soc_a_frac[{t}]", soc).to_bytes(2, "big")
+            blob += kwh_to_wh(f"contracted_export_kwh[{t}]", ec).to_bytes(4, "big", signed=True)
+            blob += st.to_bytes(1, "big", signed=True)
+        self._tx("fleet", "setSeries", [first_interval, bytes(blob)], self.roles["aggregator"])
+
+    def fleet_step(
+        self, interval: int, soc_frac: Sequence[float], exported_kwh: Sequence[float]
+    ) -> FleetStep:
+        """One fleet step: each household's SoC and export since the last step, one transaction."""
+        if len(soc_frac) != len(exported_kwh):
+            raise ProtocolError("fleet step: soc_frac and exported_kwh differ in length")
+        blob = b"".join(
+            soc_to_fixed(f"soc_frac[{k}]", soc).to_bytes(2, "big")
+            + kwh_to_wh(f"exported_kwh[{k}]", e).to_bytes(4, "big", signed=True)
+            for k, (soc, e) in enumerate(zip(soc_frac, exported_kwh, strict=True))
+        )
+        receipt = self._tx("fleet", "fleetStep", [interval, blob], self.roles["aggregator"])
+        ev = self._events("fleet", "FleetStep", receipt)[0]["args"]
+        w = bytes(ev["weights"])
+        return FleetStep(
+            interval=int(ev["interval"]),
+            step=int(ev["step"]),
+            remaining_export_wh=int(ev["remainingExportWh"]),
+            state=int(ev["state"]),
+            weights_export_ppm=tuple(
+                int.from_bytes(w[i : i + 4], "big") for i in range(0, len(w), 8)
+            ),
+            weights_import_ppm=tuple(
+                int.from_bytes(w[i + 4 : i + 8], "big") for i in range(0, len(w), 8)
+            ),
+        )
+
+    # ------------------------------------------------------------------------ billing (S2)
+
+    def post_schedule(
+        self,
+        period: int,
+        schedule_kwh: Mapping[str, float],
+        *,
+        price_eur_per_kwh: float,
+        penalty_eur_per_kwh: float,
+    ) -> None:
+        """Aggregator stores households' scheduled net export for a period with its prices."""
+        hh = list(schedule_kwh)
+        values = [kwh_to_wh(f"schedule_kwh[{h}]", e) for h, e in schedule_kwh.items()]
+        self._tx(
+            "billing",
+            "postSchedule",
+            [
+                period,
+                hh,
+                values,
+                price_to_micro("price_eur_per_kwh", price_eur_per_kwh),
+                penalty_to_nano_per_wh("penalty_eur_per_kwh", penalty_eur_per_kwh),
+            ],
+            self.roles["aggregator"],
+        )
+
+    def sign_reading(
+        self,
+        household: str,
+        period: int,
+        net_export_kwh: float,
+        *,
+        meter_key: LocalAccount | None = None,
+    ) -> SignedReading:
+        """The household's meter signs a reading (net export, kWh) for a period."""
+        h = to_checksum_address(household)
+        wh = kwh_to_wh("net_export_kwh", net_export_kwh)
+        digest = self.chain.call(self.c["billing"], "readingDigest", [h, period, wh])
+        key = meter_key or self._meters[h]
+        sig = key.unsafe_sign_hash(bytes(digest))
+        return SignedReading(
+            h, period, wh, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big")
+        )
+
+    def bill(self, reading: SignedReading, *, sender: str | None = None) -> Bill:
+        """Submit a signed reading (anyone may relay it); moves the bill in Credit."""
+        receipt = self._tx(
+            "billing",
+            "bill",
+            [
+                reading.household,
+                reading.period,
+                reading.net_export_wh,
+                reading.v,
+                reading.r,
+                reading.s,
+            ],
+            sender or self.roles["aggregator"],
+        )
+        ev = self._events("billing", "Billed", receipt)[0]["args"]
+        return Bill(
+            str(ev["household"]),
+            int(ev["period"]),
+            int(ev["readingWh"]),
+            int(ev["scheduleWh"]),
+            int(ev["amountNano"]),
+        )

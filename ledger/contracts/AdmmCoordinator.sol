@@ -11,8 +11,8 @@ import {Registry} from "./Registry.sol";
 /// checks them against the stored hashes, computes in memory
 ///   z_g = mean of the submitted copies of g (previous z_g when none was submitted),
 ///   primalSq = Σ_submitted copies (x_c − z_g)²,  dualSq = Σ_all copies (z_g − zPrev_g)²,
-/// and emits z with the residual sums. Storage per round: one hash per node, one bitmap word,
-/// the hash of z and the round header.
+/// and emits z with the residual sums. Storage per round: one word per submitting node (192 bits
+/// of the submission's hash and the round tag), the hash of z and the round header.
 contract AdmmCoordinator {
     uint256 private constant AGGREGATOR = 8;
     uint256 private constant CHUNK = 24000;
@@ -35,8 +35,8 @@ contract AdmmCoordinator {
     bytes32 public zHash;
     uint256 public primalSq;
     uint256 public dualSq;
-    mapping(uint256 => uint256) private submittedBits;
-    mapping(uint256 => bytes32) private submissionHash;
+    /// @dev node -> high 192 bits of keccak(round, x) | (round + 1) in the low 64 bits
+    mapping(uint256 => uint256) private submission;
 
     error Unauthorized(address account, uint256 role);
     error AlreadySetUp();
@@ -53,7 +53,8 @@ contract AdmmCoordinator {
 
     event SetUp(uint256 nGlobal, uint256 nNodes, uint256 nCopies);
     event RoundOpened(uint256 indexed round, uint256 deadline);
-    event Submitted(uint256 indexed round, uint256 indexed node, bytes x);
+    /// @dev the vector itself is in the transaction's calldata (submit(round, x))
+    event Submitted(uint256 indexed round, uint256 indexed node);
     event RoundClosed(
         uint256 indexed round, bytes z, uint256 primalSq, uint256 dualSq, bool converged, bytes missing
     );
@@ -120,10 +121,6 @@ contract AdmmCoordinator {
         require(deadline_ > block.timestamp, PastDeadline(round_));
         isOpen = true;
         deadline = deadline_;
-        uint256 words = (nNodes + 255) / 256;
-        for (uint256 w = 0; w < words; ++w) {
-            if (submittedBits[w] != 0) submittedBits[w] = 0;
-        }
         emit RoundOpened(round_, deadline_);
     }
 
@@ -136,16 +133,21 @@ contract AdmmCoordinator {
         require(w != 0, UnknownNode(msg.sender));
         uint256 node = (w >> 64) - 1;
         require(x.length == 8 * (w & 0xffffffff), BadLength());
-        uint256 bits = submittedBits[node >> 8];
-        uint256 bit = 1 << (node & 255);
-        require(bits & bit == 0, AlreadySubmitted(node));
-        submittedBits[node >> 8] = bits | bit;
-        submissionHash[node] = keccak256(abi.encodePacked(round_, x));
-        emit Submitted(round_, node, x);
+        uint256 tag = uint256(round_) + 1;
+        require(uint64(submission[node]) != tag, AlreadySubmitted(node));
+        bytes32 h;
+        assembly ("memory-safe") {
+            let buf := mload(0x40)
+            mstore(buf, shl(192, round_))
+            calldatacopy(add(buf, 8), x.offset, x.length)
+            h := keccak256(buf, add(x.length, 8))
+        }
+        submission[node] = (uint256(h) & ~uint256(0xffffffffffffffff)) | tag;
+        emit Submitted(round_, node);
     }
 
-    function submitted(uint256 node) external view returns (bool) {
-        return submittedBits[node >> 8] & (1 << (node & 255)) != 0;
+    function submitted(uint256 node) public view returns (bool) {
+        return uint64(submission[node]) == uint256(round) + 1 && isOpen;
     }
 
     /// @notice Close the round: z-update and residual sums over the submitted vectors.
@@ -164,18 +166,16 @@ contract AdmmCoordinator {
         require(zPrev.length == ng * 8, BadLength());
         require(keccak256(zPrev) == zHash, ZMismatch());
         bytes memory blob = _loadMap();
-        // sums[g] (int256) and counts[g] (submitted << 128 | all), zeroed
-        uint256 sums;
-        uint256 cnts;
+        // acc[g] = sum << 64 | submitted << 32 | all  (int128 sum, uint32 counts), zeroed
+        uint256 acc;
         assembly ("memory-safe") {
-            sums := mload(0x40)
-            cnts := add(sums, mul(ng, 32))
-            mstore(0x40, add(cnts, mul(ng, 32)))
-            calldatacopy(sums, calldatasize(), mul(ng, 64)) // memory past the free pointer may be dirty
+            acc := mload(0x40)
+            mstore(0x40, add(acc, mul(ng, 32)))
+            calldatacopy(acc, calldatasize(), mul(ng, 32)) // memory past the free pointer may be dirty
         }
-        bytes memory missing = _accumulate(xs, blob, sums, cnts);
-        (bytes memory z, uint256 dSq) = _zUpdate(zPrev, ng, sums, cnts);
-        uint256 pSq = _primal(xs, blob, sums);
+        (bytes memory missing, uint256 subMask) = _accumulate(xs, blob, acc);
+        (bytes memory z, uint256 dSq) = _zUpdate(zPrev, ng, acc);
+        uint256 pSq = _primal(xs, blob, acc, subMask);
         bool conv = pSq <= epsPrimalSq && rhoSq * dSq <= epsDualSqScaled;
         zHash = keccak256(z);
         primalSq = pSq;
@@ -187,22 +187,26 @@ contract AdmmCoordinator {
         emit RoundClosed(r, z, pSq, dSq, conv, missing);
     }
 
-    /// @dev First pass: check each submitted vector against its hash, add it into sums and
-    /// counts; count the copies of missing nodes too. Returns the missing nodes (uint16 each).
-    function _accumulate(bytes calldata xs, bytes memory blob, uint256 sums, uint256 cnts)
+    /// @dev First pass: check each submitted vector against its stored hash and add it into acc;
+    /// count the copies of missing nodes too. Returns the missing nodes (uint16 each) and, for
+    /// the second pass, a bit per node (nodes beyond 255 are looked up again).
+    function _accumulate(bytes calldata xs, bytes memory blob, uint256 acc)
         private
         view
-        returns (bytes memory missing)
+        returns (bytes memory missing, uint256 subMask)
     {
         uint256 nn = nNodes;
         uint256 total = nCopies;
         uint64 r = round;
+        uint256 tag = uint256(r) + 1;
         uint256 pos;
         uint256 c0;
         for (uint256 k = 0; k < nn; ++k) {
             uint256 cnt = _count(blob, k, nn, total);
-            uint256 mapAt = _mapAt(blob, nn, c0);
-            if (submittedBits[k >> 8] & (1 << (k & 255)) != 0) {
+            uint256 mp = _mapAt(blob, nn, c0);
+            uint256 w = submission[k];
+            if (uint64(w) == tag) {
+                if (k < 256) subMask |= 1 << k;
                 uint256 len = cnt * 8;
                 require(pos + len <= xs.length, BadLength());
                 bytes32 h;
@@ -212,26 +216,25 @@ contract AdmmCoordinator {
                     calldatacopy(add(buf, 8), add(xs.offset, pos), len)
                     h := keccak256(buf, add(len, 8))
                 }
-                require(h == submissionHash[k], SubmissionMismatch(k));
+                require(uint256(h) >> 64 == w >> 64, SubmissionMismatch(k));
                 assembly ("memory-safe") {
                     let xp := add(xs.offset, pos)
-                    for { let j := 0 } lt(j, cnt) { j := add(j, 1) } {
-                        let g := shr(240, mload(add(mapAt, mul(j, 2))))
-                        let v := signextend(7, shr(192, calldataload(add(xp, mul(j, 8)))))
-                        let sp := add(sums, mul(g, 32))
-                        mstore(sp, add(mload(sp), v))
-                        let cp := add(cnts, mul(g, 32))
-                        mstore(cp, add(mload(cp), 0x100000000000000000000000000000001))
+                    for { let end := add(xp, len) } lt(xp, end) {
+                        xp := add(xp, 8)
+                        mp := add(mp, 2)
+                    } {
+                        let sp := add(acc, shl(5, shr(240, mload(mp))))
+                        let v := signextend(7, shr(192, calldataload(xp)))
+                        mstore(sp, add(mload(sp), add(shl(64, v), 0x100000001)))
                     }
                 }
                 pos += len;
             } else {
                 missing = abi.encodePacked(missing, uint16(k));
                 assembly ("memory-safe") {
-                    for { let j := 0 } lt(j, cnt) { j := add(j, 1) } {
-                        let g := shr(240, mload(add(mapAt, mul(j, 2))))
-                        let cp := add(cnts, mul(g, 32))
-                        mstore(cp, add(mload(cp), 1))
+                    for { let end := add(mp, mul(cnt, 2)) } lt(mp, end) { mp := add(mp, 2) } {
+                        let sp := add(acc, shl(5, shr(240, mload(mp))))
+                        mstore(sp, add(mload(sp), 1))
                     }
                 }
             }
@@ -240,48 +243,59 @@ contract AdmmCoordinator {
         require(pos == xs.length, BadLength());
     }
 
-    /// @dev z_g = sums_g / submitted_g (truncated toward zero), previous z_g when none came;
-    /// writes z over sums, returns z packed and Σ_g all_g (z_g − zPrev_g)².
-    function _zUpdate(bytes calldata zPrev, uint256 ng, uint256 sums, uint256 cnts)
+    /// @dev z_g = sum_g / submitted_g (truncated toward zero), previous z_g when none came;
+    /// writes z into acc, returns z packed and Σ_g all_g (z_g − zPrev_g)².
+    function _zUpdate(bytes calldata zPrev, uint256 ng, uint256 acc)
         private
         pure
         returns (bytes memory z, uint256 dSq)
     {
-        z = new bytes(ng * 8);
+        z = new bytes(ng * 8 + 24); // 24 spare bytes: each store writes a whole word
         assembly ("memory-safe") {
+            mstore(z, mul(ng, 8))
             let zp := add(z, 32)
-            for { let g := 0 } lt(g, ng) { g := add(g, 1) } {
-                let cw := mload(add(cnts, mul(g, 32)))
-                let ns := shr(128, cw)
-                let na := and(cw, 0xffffffffffffffffffffffffffffffff)
-                let prev := signextend(7, shr(192, calldataload(add(zPrev.offset, mul(g, 8)))))
+            let pp := zPrev.offset
+            for { let end := add(acc, shl(5, ng)) } lt(acc, end) {
+                acc := add(acc, 32)
+                zp := add(zp, 8)
+                pp := add(pp, 8)
+            } {
+                let cw := mload(acc)
+                let ns := and(shr(32, cw), 0xffffffff)
+                let prev := signextend(7, shr(192, calldataload(pp)))
                 let zg := prev
-                if ns { zg := sdiv(mload(add(sums, mul(g, 32))), ns) }
-                mstore(add(sums, mul(g, 32)), zg)
+                if ns { zg := sdiv(sar(64, cw), ns) }
+                mstore(acc, zg)
                 let d := sub(zg, prev)
-                dSq := add(dSq, mul(mul(d, d), na))
-                let ptr := add(zp, mul(g, 8))
-                mstore(ptr, or(shl(192, and(zg, 0xffffffffffffffff)), and(mload(ptr), not(shl(192, 0xffffffffffffffff)))))
+                dSq := add(dSq, mul(mul(d, d), and(cw, 0xffffffff)))
+                mstore(zp, shl(192, zg))
             }
         }
     }
 
-    /// @dev Second pass: Σ over submitted copies of (x_c − z_g)².
-    function _primal(bytes calldata xs, bytes memory blob, uint256 zs) private view returns (uint256 pSq) {
+    /// @dev Second pass: Σ over submitted copies of (x_c − z_g)² (z now in acc).
+    function _primal(bytes calldata xs, bytes memory blob, uint256 zs, uint256 subMask)
+        private
+        view
+        returns (uint256 pSq)
+    {
         uint256 nn = nNodes;
         uint256 total = nCopies;
+        uint256 tag = uint256(round) + 1;
         uint256 pos;
         uint256 c0;
         for (uint256 k = 0; k < nn; ++k) {
             uint256 cnt = _count(blob, k, nn, total);
-            if (submittedBits[k >> 8] & (1 << (k & 255)) != 0) {
-                uint256 mapAt = _mapAt(blob, nn, c0);
+            bool sub = k < 256 ? (subMask >> k) & 1 == 1 : uint64(submission[k]) == tag;
+            if (sub) {
+                uint256 mp = _mapAt(blob, nn, c0);
                 assembly ("memory-safe") {
                     let xp := add(xs.offset, pos)
-                    for { let j := 0 } lt(j, cnt) { j := add(j, 1) } {
-                        let g := shr(240, mload(add(mapAt, mul(j, 2))))
-                        let v := signextend(7, shr(192, calldataload(add(xp, mul(j, 8)))))
-                        let d := sub(v, mload(add(zs, mul(g, 32))))
+                    for { let end := add(xp, mul(cnt, 8)) } lt(xp, end) {
+                        xp := add(xp, 8)
+                        mp := add(mp, 2)
+                    } {
+                        let d := sub(signextend(7, shr(192, calldataload(xp))), mload(add(zs, shl(5, shr(240, mload(mp))))))
                         pSq := add(pSq, mul(d, d))
                     }
                 }
