@@ -277,7 +277,7 @@ def from_pandapower(net: object, name: str, *, has_profiles: bool = False,
     if sub.number_of_edges() != sub.number_of_nodes() - 1:
         cycle = [u for u, _ in nx.find_cycle(sub, source=root)]
         raise NonRadialError(f"feeder {name!r} is not radial: buses {cycle} form a cycle", cycle)
-    dropped = set(und.nodes) - comp
+    dropped = {rep[b] for b in in_service_bus} - comp
     if dropped:
         log.warning("feeder %r: %d buses are not connected to the substation and are left out",
                     name, len(dropped))
