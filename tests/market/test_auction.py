@@ -231,3 +231,21 @@ def test_clearing_is_frozen_and_read_only():
     assert c.fill("b1").filled_kwh == 1.0
     assert c.fill("b1").price_eur_per_kwh == 0.25
     assert c.fill("b3").price_eur_per_kwh is None
+
+
+def test_huang_reduces_long_sellers_and_leftover_wh_go_to_the_largest_ids():
+    # Wh quantities. buyers B1 0.90 × 4, B2 0.80 × 3, B3 0.20 × 10; sellers sa, sb, sc 0.10 × 3,
+    # sd 0.15 × 3, se 0.50 × 5. B = 4, 7, 17; S = 3, 6, 9, 12, 17. B3 faces s(7+) = sc 0.10
+    # <= 0.20: efficient, K = B3. sd faces d(9+) = B3 0.20 >= 0.15: efficient; se faces
+    # d(12+) = 0.20 < 0.50: not, so L = sd. B1, B2 buy 7 Wh at 0.20; sa, sb, sc offer 9 Wh at 0.15:
+    # r = 0 (F(1) = 6 < 7), 2 Wh left over, taken from the largest ids sb and sc.
+    wh = [("B1", "buy", 4, 0.90), ("B2", "buy", 3, 0.80), ("B3", "buy", 10, 0.20),
+          ("sa", "sell", 3, 0.10), ("sb", "sell", 3, 0.10), ("sc", "sell", 3, 0.10),
+          ("sd", "sell", 3, 0.15), ("se", "sell", 5, 0.50)]
+    book = [_o(i, side, q / 1000, p) for i, side, q, p in wh]
+    c = huang(book)
+    assert [f.filled_wh for f in c.fills()] == [4, 3, 0, 3, 2, 2, 0, 0]
+    assert (c.slots[0].break_even_buy, c.slots[0].break_even_sell) == ("B3", "sd")
+    assert (c.slots[0].buy_price_ueur_per_kwh, c.slots[0].sell_price_ueur_per_kwh) == (
+        200_000, 150_000)
+    assert c.auctioneer_surplus_neur == 7 * 50_000
