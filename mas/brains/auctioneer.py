@@ -1,0 +1,181 @@
+"""The auctioneer brain: the VDG sessions of the day, sealed commitments, canonical books.
+
+Sessions follow the VDG paper §4.4: one day-ahead session over the 24 slots, then real-time
+sessions over consecutive blocks of slots before they are delivered. Each session is
+commit–reveal: a participant first sends the hash of its order vector (the same
+``keccak256(session, address, orders, salt)`` the market contract checks), then the vector and
+salt. The auctioneer checks each reveal against its commitment and hands the chain the book in
+a canonical order (by participant rank), so the on-chain clearing does not depend on the order
+in which messages arrived. :meth:`SessionBook.reference_clearing` clears the same book with
+:func:`market.auction.huang` to cross-check the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from ledger.orders import OrderVector, commitment
+from market.auction import huang
+from market.orders import Order, Side
+from mas.errors import ProtocolStateError
+from mas.world import SLOTS
+
+log = logging.getLogger(__name__)
+
+
+class Phase(StrEnum):
+    """Where a session is."""
+
+    COMMIT = "commit"
+    REVEAL = "reveal"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPlan:
+    """One session of the day.
+
+    Attributes:
+        name: ``da`` or ``rt{first slot:02d}``.
+        kind: ``day-ahead`` or ``real-time``.
+        slots: the delivery slots it trades (consecutive).
+    """
+
+    name: str
+    kind: str
+    slots: tuple[int, ...]
+
+
+def day_sessions(real_time_block_h: int) -> tuple[SessionPlan, ...]:
+    """The day-ahead session and the real-time sessions of ``real_time_block_h`` slots each."""
+    out = [SessionPlan("da", "day-ahead", tuple(range(SLOTS)))]
+    for first in range(0, SLOTS, real_time_block_h):
+        out.append(SessionPlan(f"rt{first:02d}", "real-time",
+                               tuple(range(first, first + real_time_block_h))))
+    return tuple(out)
+
+
+@dataclass(slots=True)
+class SessionBook:
+    """The commitments and reveals of one session.
+
+    Args:
+        plan: the session.
+        chain_id: the session's id on the chain (part of every commitment).
+        addresses: participant -> chain address, in canonical (rank) order.
+    """
+
+    plan: SessionPlan
+    chain_id: int
+    addresses: Mapping[str, str]
+    phase: Phase = Phase.COMMIT
+    commits: dict[str, bytes] = field(default_factory=dict)
+    reveals: dict[str, tuple[OrderVector, bytes]] = field(default_factory=dict)
+    abstained: set[str] = field(default_factory=set)
+
+    def commit(self, who: str, digest: bytes | None) -> bool:
+        """Record a commitment (``None``: abstains). Returns False for an exact duplicate.
+
+        Raises:
+            ProtocolStateError: not in the commit phase, unknown participant, or a second,
+                different commitment.
+        """
+        self._check(who, Phase.COMMIT)
+        if digest is None:
+            if who in self.commits:
+                raise ProtocolStateError(f"{who} abstains after committing in "
+                                         f"{self.plan.name}")
+            self.abstained.add(who)
+            return True
+        if len(digest) != 32:
+            raise ProtocolStateError(f"commitment of {who} must be 32 bytes, got {len(digest)}")
+        if who in self.commits:
+            if self.commits[who] == digest:
+                return False
+            raise ProtocolStateError(f"{who} already committed another hash in "
+                                     f"{self.plan.name}")
+        self.commits[who] = digest
+        return True
+
+    def open_reveal(self) -> None:
+        """Close commitments; reveals are accepted from now on."""
+        if self.phase is not Phase.COMMIT:
+            raise ProtocolStateError(f"session {self.plan.name} is {self.phase}, not commit")
+        self.phase = Phase.REVEAL
+
+    def reveal(self, who: str, orders: OrderVector, salt: bytes) -> bool:
+        """Record a reveal after checking it against the commitment; False for a duplicate.
+
+        Raises:
+            ProtocolStateError: not in the reveal phase, no commitment, wrong number of slots,
+                an empty vector, or a vector and salt that do not match the commitment.
+        """
+        self._check(who, Phase.REVEAL)
+        if who not in self.commits:
+            raise ProtocolStateError(f"{who} reveals without a commitment in {self.plan.name}")
+        if len(orders.slots) != len(self.plan.slots):
+            raise ProtocolStateError(f"orders of {who} have {len(orders.slots)} slots, session "
+                                     f"{self.plan.name} trades {len(self.plan.slots)}")
+        if all(s.qty_wh == 0 for s in orders.slots):
+            raise ProtocolStateError(f"orders of {who} are empty")
+        digest = commitment(self.chain_id, self.addresses[who], orders.encode(), salt)
+        if digest != self.commits[who]:
+            raise ProtocolStateError(f"orders of {who} do not match its commitment")
+        if who in self.reveals:
+            return False
+        self.reveals[who] = (orders, salt)
+        return True
+
+    def close(self) -> None:
+        """No more reveals."""
+        self.phase = Phase.CLOSED
+
+    def _check(self, who: str, phase: Phase) -> None:
+        if who not in self.addresses:
+            raise ProtocolStateError(f"participant {who!r} is not registered")
+        if self.phase is not phase:
+            raise ProtocolStateError(f"session {self.plan.name} is in phase {self.phase}, "
+                                     f"not {phase}")
+
+    def canonical(self) -> list[tuple[str, OrderVector, bytes]]:
+        """Revealed participants with their vectors and salts, in rank order."""
+        return [(who, *self.reveals[who]) for who in self.addresses if who in self.reveals]
+
+    def reference_clearing(self) -> dict[str, tuple[int, ...]]:
+        """Huang clearing of the revealed book by the market layer: Wh per participant and slot."""
+        book = self.canonical()
+        orders = []
+        for rank, (who, vec, _) in enumerate(book):
+            for k, s in enumerate(vec.slots):
+                if s.qty_wh:
+                    orders.append(Order(f"{rank:05d}/{k:03d}", who,
+                                        Side.BUY if s.qty_wh > 0 else Side.SELL,
+                                        abs(s.qty_wh) / 1000, s.price_ueur_per_kwh / 1e6, k))
+        out = {who: [0] * len(self.plan.slots) for who, _, _ in book}
+        if not orders:
+            return {k: tuple(v) for k, v in out.items()}
+        clearing = huang(orders)
+        for i, fill in enumerate(clearing.fills()):
+            who = clearing.table.owners[i]
+            sign = 1 if fill.side is Side.BUY else -1
+            out[who][fill.slot] += sign * fill.filled_wh
+        return {k: tuple(v) for k, v in out.items()}
+
+
+def vector_from_intent(qty_kwh: Sequence[float], price_eur_per_kwh: Sequence[float]
+                       ) -> OrderVector:
+    """The contract's order vector of an order intent (kWh buy > 0, EUR/kWh)."""
+    return OrderVector.from_kwh(list(qty_kwh), list(price_eur_per_kwh))
+
+
+def cleared_matches(chain: Mapping[str, Sequence[int]],
+                    reference: Mapping[str, Sequence[int]]) -> bool:
+    """Whether the chain's clearing equals the market layer's, participant by participant."""
+    if set(chain) != set(reference):
+        return False
+    return all(np.array_equal(np.asarray(chain[k]), np.asarray(reference[k])) for k in chain)

@@ -1,0 +1,337 @@
+"""The household brain: HEMS and trading agent of one home (VDG paper §4.2, §4.4).
+
+It forecasts its load and PV with a multiplicative Gaussian error drawn from its own generator,
+optimises its battery and EV against retail prices plus the DSO's coordination price (one LP,
+built once with the ``grid.der`` builders and re-solved with new parameters), turns the plan into
+orders for the local sessions, offers flexibility when the DSO calls, and simulates its own
+delivery: the battery follows its setpoints within what its state of charge allows, and the
+meter records what really flowed.
+
+Conventions: power in kW, positive ``net_export_kw`` leaves the home; hourly slots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+
+from grid.der import DeviceBlock, build_batteries, build_evs, build_pv
+from market.vdg import Direction
+from mas.errors import PlanError
+from mas.scenario import Forecast
+from mas.world import SLOTS, HouseholdSpec
+
+log = logging.getLogger(__name__)
+
+DT_H = 1.0
+MIN_ORDER_KWH = 0.001  # one Wh: the market's grid
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A household's schedule for the day.
+
+    Attributes:
+        net_export_kw: planned net export per slot (import negative).
+        battery_kw: planned battery injection per slot (discharge positive).
+        ev_kw: planned EV charging per slot.
+        pv_kw: planned PV output per slot.
+        cost_eur: the plan's expected energy cost at retail prices (without coordination price).
+    """
+
+    net_export_kw: tuple[float, ...]
+    battery_kw: tuple[float, ...]
+    ev_kw: tuple[float, ...]
+    pv_kw: tuple[float, ...]
+    cost_eur: float
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """What a household wants to trade in one session, per slot of the session.
+
+    Attributes:
+        qty_kwh: per slot, kWh to buy (> 0) or sell (< 0); 0 for no order.
+        price_eur_per_kwh: per slot, the limit price (0 where no order).
+    """
+
+    qty_kwh: tuple[float, ...]
+    price_eur_per_kwh: tuple[float, ...]
+
+    @property
+    def empty(self) -> bool:
+        """No order in any slot."""
+        return all(abs(q) < MIN_ORDER_KWH for q in self.qty_kwh)
+
+
+@dataclass(frozen=True, slots=True)
+class FlexOfferIntent:
+    """A flexibility offer: power and the least price accepted."""
+
+    p_kw: float
+    price_eur_per_kwh: float
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What really happened in one slot at the meter.
+
+    Attributes:
+        slot: the slot.
+        net_export_kw: metered net export (import negative).
+        battery_kw: battery injection actually realised.
+        soc_kwh: battery energy at the end of the slot.
+    """
+
+    slot: int
+    net_export_kw: float
+    battery_kw: float
+    soc_kwh: float
+
+
+class HouseholdBrain:
+    """HEMS + trading agent of one household.
+
+    Args:
+        spec: the household.
+        import_eur_per_kwh: retail import price per slot.
+        export_eur_per_kwh: feed-in price per slot.
+        forecast: the forecast error model.
+        rng: the household's own generator (forecast noise).
+        salt_seed: seed of the commit salts (commitments are deterministic in it).
+    """
+
+    def __init__(self, spec: HouseholdSpec, import_eur_per_kwh: Sequence[float],
+                 export_eur_per_kwh: Sequence[float], forecast: Forecast,
+                 rng: np.random.Generator, salt_seed: int = 0) -> None:
+        self.spec = spec
+        self.price_import = np.asarray(import_eur_per_kwh, dtype=float)
+        self.price_export = np.asarray(export_eur_per_kwh, dtype=float)
+        self.salt_seed = salt_seed
+        true_load = np.asarray(spec.load_kw)
+        true_pv = np.asarray(spec.pv_avail_kw)
+        noise_load = rng.standard_normal(SLOTS)
+        noise_pv = rng.standard_normal(SLOTS)
+        self.load_fc_kw = np.clip(true_load * (1 + forecast.load_sigma_frac * noise_load), 0, None)
+        self.pv_fc_kw = np.clip(true_pv * (1 + forecast.pv_sigma_frac * noise_pv), 0, None)
+        self.lam = np.zeros(SLOTS)
+        self.plan: Plan | None = None
+        self.flex_kw = np.zeros(SLOTS)  # accepted flexibility: + more injection, − less
+        self.deliveries: dict[int, Delivery] = {}
+        self._soc_kwh = spec.battery.e_max_kwh / 2 if spec.battery else 0.0
+        self._build()
+
+    # ------------------------------------------------------------------------ optimisation
+    def _build(self) -> None:
+        s, T = self.spec, SLOTS
+        self.p_load = cp.Parameter(T, nonneg=True, name="load_kw")
+        self.p_imp = cp.Parameter(T, name="price_import")
+        self.p_exp = cp.Parameter(T, name="price_export")
+        self.p_lam = cp.Parameter(T, name="lam")
+        self.blocks: dict[str, DeviceBlock] = {}
+        inj = -self.p_load
+        cons: list[cp.Constraint] = []
+        cost = cp.Constant(0.0)
+        if s.pv is not None:
+            self.blocks["pv"] = build_pv([s.pv], T)
+        if s.battery is not None:
+            self.blocks["battery"] = build_batteries([s.battery], T, DT_H)
+        if s.ev is not None:
+            self.blocks["ev"] = build_evs([s.ev], T, DT_H)
+        for b in self.blocks.values():
+            inj = inj + cp.sum(b.p_kw, axis=0)
+            cons += b.constraints
+            cost = cost + b.cost_eur
+        imp = cp.Variable(T, nonneg=True, name="import_kw")
+        exp = cp.Variable(T, nonneg=True, name="export_kw")
+        cons.append(exp - imp == inj)
+        energy = cp.sum(cp.multiply(self.p_imp + self.p_lam, imp)
+                        - cp.multiply(self.p_exp + self.p_lam, exp)) * DT_H
+        self.problem = cp.Problem(cp.Minimize(energy + cost), cons)
+        self._imp, self._exp = imp, exp
+        self.p_imp.value = self.price_import
+        self.p_exp.value = self.price_export
+        self.p_load.value = self.load_fc_kw
+        if "pv" in self.blocks:
+            self.blocks["pv"].parameters["p_avail_kw"].value = self.pv_fc_kw.reshape(1, T)
+        if "battery" in self.blocks:
+            self.blocks["battery"].parameters["e_init_kwh"].value = np.array([self._soc_kwh])
+        if "ev" in self.blocks:
+            ev = self.blocks["ev"]
+            ev.parameters["available"].value = np.asarray(s.ev_available).reshape(1, T)
+            ev.parameters["e_need_kwh"].value = np.array([s.ev_need_kwh])
+
+    @property
+    def is_dpp(self) -> bool:
+        """Whether the plan LP is DPP (re-solves without recompiling)."""
+        return self.problem.is_dpp()
+
+    def make_plan(self, lam_eur_per_kwh: Sequence[float] | None = None) -> Plan:
+        """Optimise the day against retail prices plus the coordination price ``lam``.
+
+        Raises:
+            PlanError: the LP is not solved to optimality.
+        """
+        if lam_eur_per_kwh is not None:
+            lam = np.asarray(lam_eur_per_kwh, dtype=float)
+            if lam.shape != (SLOTS,) or not np.all(np.isfinite(lam)):
+                raise PlanError(f"household {self.spec.id}: lam_eur_per_kwh must be {SLOTS} "
+                                f"finite numbers, got shape {lam.shape}", "bad-input")
+            self.lam = lam
+        self.p_lam.value = self.lam
+        try:
+            self.problem.solve(solver="CLARABEL")
+        except cp.error.SolverError as exc:
+            raise PlanError(f"household {self.spec.id}: solver failed: {exc}",
+                            "solver_error") from exc
+        if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+            raise PlanError(f"household {self.spec.id}: plan ended with status "
+                            f"{self.problem.status}", str(self.problem.status))
+        net = np.asarray(self._exp.value) - np.asarray(self._imp.value)
+        net = np.round(net, 6) + 0.0  # stable across platforms; no negative zero
+        bat = self._row("battery")
+        ev = -self._row("ev")
+        pv = self._row("pv")
+        imp = np.clip(-net, 0, None)
+        exp = np.clip(net, 0, None)
+        cost = float(np.sum(self.price_import * imp - self.price_export * exp) * DT_H)
+        self.plan = Plan(tuple(net.tolist()), tuple(bat.tolist()), tuple(ev.tolist()),
+                         tuple(pv.tolist()), cost)
+        return self.plan
+
+    def _row(self, kind: str) -> np.ndarray:
+        if kind not in self.blocks:
+            return np.zeros(SLOTS)
+        return np.round(np.asarray(self.blocks[kind].p_kw.value).reshape(-1), 6) + 0.0
+
+    def _need_plan(self) -> Plan:
+        if self.plan is None:
+            return self.make_plan()
+        return self.plan
+
+    # ------------------------------------------------------------------------ trading
+    def buy_limit(self, slot: int) -> float:
+        """The most it pays for a kWh in ``slot`` (a share of the retail import price)."""
+        return round(float(self.spec.buy_value_frac * self.price_import[slot]), 6)
+
+    def sell_limit(self, slot: int) -> float:
+        """The least it accepts for a kWh in ``slot`` (feed-in plus a markup)."""
+        gap = self.price_import[slot] - self.price_export[slot]
+        return round(float(self.price_export[slot] + self.spec.sell_markup_frac * gap), 6)
+
+    def day_ahead_orders(self, slots: Sequence[int]) -> OrderIntent:
+        """Orders for the day-ahead session: the planned net position of every slot."""
+        net = np.asarray(self._need_plan().net_export_kw)
+        return self._orders(slots, -net)
+
+    def real_time_orders(self, slots: Sequence[int]) -> OrderIntent:
+        """Orders for a real-time session: the deviation of the nowcast from the plan.
+
+        The nowcast of the next slots is exact (the meter's own short-term view); what differs
+        from the planned position is bought or sold locally before the slot starts.
+        """
+        plan = np.asarray(self._need_plan().net_export_kw)
+        want = np.zeros(SLOTS)
+        soc = self._soc_kwh
+        for t in slots:
+            expected, _, soc = self._simulate_slot(t, soc)
+            want[t] = -(expected - plan[t])
+        return self._orders(slots, want)
+
+    def _orders(self, slots: Sequence[int], buy_kwh: np.ndarray) -> OrderIntent:
+        qty, price = [], []
+        for t in slots:
+            q = round(float(buy_kwh[t]) * DT_H, 3) + 0.0
+            if abs(q) < MIN_ORDER_KWH:
+                qty.append(0.0)
+                price.append(0.0)
+            elif q > 0:
+                qty.append(q)
+                price.append(self.buy_limit(t))
+            else:
+                qty.append(q)
+                price.append(self.sell_limit(t))
+        return OrderIntent(tuple(qty), tuple(price))
+
+    def salt(self, session: int) -> bytes:
+        """The 32-byte salt of this household's commitment in an on-chain session."""
+        text = f"vdg-salt:{self.salt_seed}:{self.spec.id}:{session}"
+        return hashlib.sha256(text.encode()).digest()
+
+    # ------------------------------------------------------------------------ flexibility
+    def flex_offer(self, slot: int, direction: Direction) -> FlexOfferIntent | None:
+        """What it can offer to a DSO call in ``slot``: battery headroom (and PV curtailment).
+
+        ``up`` (more injection) uses discharge headroom; ``down`` (less injection) charge
+        headroom and curtailable PV. Returns ``None`` when there is nothing to offer.
+        """
+        plan = self._need_plan()
+        bat = self.spec.battery
+        p = 0.0
+        if Direction(direction) is Direction.UP:
+            if bat is not None:
+                p = bat.p_discharge_max_kw - plan.battery_kw[slot] - self.flex_kw[slot]
+            price = self.price_import[slot]
+        else:
+            if bat is not None:
+                p = bat.p_charge_max_kw + plan.battery_kw[slot] + self.flex_kw[slot]
+            p += plan.pv_kw[slot]
+            price = 0.02
+        p = round(max(p, 0.0), 3)
+        if p < 0.01:
+            return None
+        return FlexOfferIntent(p, round(float(price), 6))
+
+    def accept_flex(self, slot: int, direction: Direction, p_kw: float) -> None:
+        """Commit to an accepted flexibility offer (changes the setpoint of ``slot``)."""
+        sign = 1.0 if Direction(direction) is Direction.UP else -1.0
+        self.flex_kw[slot] += sign * p_kw
+
+    # ------------------------------------------------------------------------ delivery
+    def _simulate_slot(self, t: int, soc: float) -> tuple[float, float, float]:
+        """Net export, battery injection and battery energy after slot ``t`` (true data)."""
+        plan = self._need_plan()
+        s = self.spec
+        load = s.load_kw[t]
+        pv = s.pv_avail_kw[t]
+        ev = -plan.ev_kw[t]  # charging power drawn
+        bat_kw = plan.battery_kw[t] + self.flex_kw[t]
+        curtail = 0.0
+        if s.battery is not None:
+            b = s.battery
+            bat_kw = min(max(bat_kw, -b.p_charge_max_kw), b.p_discharge_max_kw)
+            if bat_kw >= 0:
+                bat_kw = min(bat_kw, max(soc - b.e_min_kwh, 0.0) * b.eta_discharge / DT_H)
+                soc -= bat_kw * DT_H / b.eta_discharge
+            else:
+                room = max(b.e_max_kwh - soc, 0.0) / (b.eta_charge * DT_H)
+                bat_kw = -min(-bat_kw, room)
+                soc -= bat_kw * DT_H * b.eta_charge
+        else:
+            if bat_kw < 0:  # a down offer without a battery is PV curtailment
+                curtail = min(-bat_kw, pv)
+            bat_kw = 0.0
+        net = pv - curtail + bat_kw - load - ev
+        return round(net, 6) + 0.0, round(bat_kw, 6) + 0.0, soc
+
+    def deliver(self, slot: int) -> Delivery:
+        """Run slot ``slot`` for real and read the meter (idempotent per slot)."""
+        if slot in self.deliveries:
+            return self.deliveries[slot]
+        if slot != len(self.deliveries):
+            raise PlanError(f"household {self.spec.id}: slot {slot} delivered out of order "
+                            f"(next is {len(self.deliveries)})", "bad-input")
+        net, bat, self._soc_kwh = self._simulate_slot(slot, self._soc_kwh)
+        d = Delivery(slot, net, bat, round(self._soc_kwh, 6))
+        self.deliveries[slot] = d
+        return d
+
+    def metered_export_kwh(self) -> tuple[float, ...]:
+        """Metered net export per delivered slot, kWh (import negative)."""
+        return tuple(float(self.deliveries[t].net_export_kw * DT_H)
+                     for t in sorted(self.deliveries))
