@@ -334,6 +334,30 @@ class VdgMarket:
                         session_id, len(entry.book), entry.clearing.traded_wh)
         return entry.clearing
 
+    def due(self, now: datetime) -> tuple[str, ...]:
+        """Ids of the sessions whose gate has closed at ``now`` and that are not cleared yet."""
+        _check_aware(now, "now")
+        return tuple(
+            sid for sid, entry in self._sessions.items()
+            if entry.clearing is None and now >= entry.session.gate_closure
+        )
+
+    def clear_due(self, now: datetime) -> dict[str, Clearing]:
+        """Clear every session that is due at ``now`` (the auctioneer's periodic step).
+
+        Returns:
+            session id -> clearing, for the sessions cleared by this call.
+        """
+        return {sid: self.clear(sid, now) for sid in self.due(now)}
+
+    def open_for(self, slot: int, now: datetime) -> tuple[str, ...]:
+        """Ids of the sessions that trade ``slot`` and still accept orders at ``now``."""
+        _check_aware(now, "now")
+        return tuple(
+            sid for sid, entry in self._sessions.items()
+            if slot in entry.session.slots and now < entry.session.gate_closure
+        )
+
     def result(self, session_id: str) -> Clearing | None:
         """The stored clearing of a session, or None if not cleared yet."""
         return self._open(session_id).clearing

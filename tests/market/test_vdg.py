@@ -237,3 +237,21 @@ def test_partition_per_feeder_and_per_subtree():
         partition_buses([*edges, (2, 3)], 0)
     with pytest.raises(SessionError, match="not a tree"):
         partition_buses([(0, 1), (7, 8)], 0)
+
+
+def test_due_sessions_are_cleared_once_and_open_sessions_per_slot():
+    market, calendar = _market()
+    t0 = calendar.day_ahead_gate - timedelta(hours=1)
+    assert market.due(t0) == ()
+    assert market.open_for(5, t0) == ("f1-da", "f1-id00", "f1-id01", "f1-id02", "f1-id03",
+                                      "f1-id04", "f1-id05", "f1-rt05")
+    cleared = market.clear_due(calendar.day_ahead_gate)
+    assert list(cleared) == ["f1-da"]
+    assert market.due(calendar.day_ahead_gate) == ()
+    # at 04:50, intraday sessions 00..05 (the last closed at 04:00) and real-time sessions of
+    # slots 0..4 are due; slot 5 is only open in its real-time session (closes at 04:55)
+    at = DAY + timedelta(hours=4, minutes=50)
+    assert market.open_for(5, at) == ("f1-rt05",)
+    due = market.clear_due(at)
+    assert "f1-da" not in due
+    assert set(due) == {f"f1-id{j:02d}" for j in range(6)} | {f"f1-rt{s:02d}" for s in range(5)}
