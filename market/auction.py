@@ -430,6 +430,13 @@ def _mcafee_rule(c: _Curves, table: OrderTable) -> _SlotResult:
 # ----------------------------------------------------------------------------------------------
 
 
+def _dot(filled: np.ndarray, price: np.ndarray, traded: int) -> int:
+    """``sum(filled * price)`` exactly: int64 when it cannot overflow, Python ints otherwise."""
+    if traded * MAX_ABS_PRICE_UEUR_PER_KWH < 2**63:
+        return int(filled @ price)
+    return sum(int(f) * int(p) for f, p in zip(filled, price, strict=True) if f)
+
+
 def _slot_groups(table: OrderTable) -> Iterator[tuple[int, np.ndarray | None]]:
     n = len(table)
     if not n:
@@ -466,7 +473,7 @@ def _run(name: str, rule: _SlotRule, orders: OrderTable | Iterable[Order]) -> Cl
         if p_buy is not None and p_sell is not None:
             surplus = traded * (p_buy - p_sell)
         else:
-            surplus = int(fb @ pb) - int(fs @ ps) if traded else 0
+            surplus = _dot(fb, pb, traded) - _dot(fs, ps, traded) if traded else 0
         has = c.q_star > 0
         slots.append(
             SlotClearing(

@@ -249,3 +249,13 @@ def test_huang_reduces_long_sellers_and_leftover_wh_go_to_the_largest_ids():
     assert (c.slots[0].buy_price_ueur_per_kwh, c.slots[0].sell_price_ueur_per_kwh) == (
         200_000, 150_000)
     assert c.auctioneer_surplus_neur == 7 * 50_000
+
+
+def test_pay_as_bid_surplus_is_exact_beyond_64_bits():
+    # 20 × 1 GWh at up to 1000 EUR/kWh: sums of nEUR beyond 2**63 stay exact
+    book = [_o(f"b{i:02d}", "buy", 1e6, 1000.0) for i in range(20)]
+    book += [_o(f"s{i:02d}", "sell", 1e6, -1000.0) for i in range(20)]
+    c = pay_as_bid(book)
+    assert c.traded_wh == 20 * 10**9
+    assert c.auctioneer_surplus_neur == 20 * 10**9 * 2 * 10**9
+    assert c.auctioneer_surplus_neur > 2**63
