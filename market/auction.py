@@ -251,16 +251,16 @@ def _curves(table: OrderTable, rows: np.ndarray | None) -> _Curves:
     return _Curves(buy_rows, sell_rows, b, s, qb, qs, cum_b, cum_s, n_k, n_l, q_star)
 
 
-def _reduction_step(quantity_wh: np.ndarray, total: int, target_wh: int) -> int:
+def _reduction_step(quantity_wh: np.ndarray, total: int, target_wh: int, rounds: int = 8) -> int:
     """The largest integer ``r`` with ``sum(max(q - r, 0)) >= target_wh`` (0 < target < total).
 
     Water-filling by fixed-point iteration on the set of members still trading (``q > r``), which
-    settles in a few rounds on realistic books; after eight rounds it falls back to the exact
+    settles in a few rounds on realistic books; after ``rounds`` rounds it falls back to the exact
     sort-based formula.
     """
     m = len(quantity_wh)
     active_sum, active_n = total, m
-    for _ in range(8):
+    for _ in range(rounds):
         r = (active_sum - target_wh) // active_n
         active = quantity_wh > r
         n = int(np.count_nonzero(active))

@@ -2,9 +2,12 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market.auction import (
     MECHANISMS,
+    _reduction_step,
     clear,
     efficient,
     equal_reduction,
@@ -202,16 +205,22 @@ def test_equal_reduction_leftover_goes_to_the_largest_ids():
     assert list(equal_reduction(np.array([5, 5]), np.array([1, 0]), 0)) == [0, 0]
 
 
-def test_equal_reduction_fallback_path_matches_a_scan():
-    # quantities 1, 2, 4, ..., 2^15: members drop out one by one, so the fixed point needs many
-    # rounds and the sort-based formula is used; compare with a linear scan over r
-    q = np.array([2**i for i in range(16)], dtype=np.int64)
-    rank = np.arange(16)[::-1].copy()
-    for target in (1, 7, 100, 30_000, 65_000):
-        got = equal_reduction(q, rank, target)
-        r = max(r for r in range(2**15 + 1) if np.maximum(q - r, 0).sum() >= target)
-        assert got.sum() == target
-        assert np.all((got == np.maximum(q - r, 0)) | (got == np.maximum(q - r, 0) - 1))
+@settings(deadline=None, max_examples=200)
+@given(q=st.lists(st.integers(1, 60), min_size=1, max_size=12), data=st.data())
+def test_reduction_step_both_paths_match_a_scan(q, data):
+    # the fixed point (rounds=8) and the sort-based formula (rounds=0) against a linear scan
+    quantity = np.array(q, dtype=np.int64)
+    total = int(quantity.sum())
+    if total < 2:
+        return
+    target = data.draw(st.integers(1, total - 1))
+    expected = max(r for r in range(max(q) + 1) if np.maximum(quantity - r, 0).sum() >= target)
+    assert _reduction_step(quantity, total, target) == expected
+    assert _reduction_step(quantity, total, target, rounds=0) == expected
+    reduced = equal_reduction(quantity, np.arange(len(q)), target)
+    assert reduced.sum() == target
+    base = np.maximum(quantity - expected, 0)
+    assert np.all((reduced == base) | (reduced == base - 1))
 
 
 def test_clear_refuses_unknown_mechanism_and_bad_k():
