@@ -104,7 +104,10 @@ def decode_revert(data: bytes) -> ContractRevert:
     table = _error_table()
     if sel in table:
         name, types = table[sel]
-        args = tuple(abi_decode(types, body)) if types else ()
+        raw = abi_decode(types, body) if types else ()
+        args = tuple(
+            to_checksum_address(a) if t == "address" else a for t, a in zip(types, raw, strict=True)
+        )
         shown = ", ".join(str(a) for a in args)
         return ContractRevert(f"{name}({shown})", name, args)
     return ContractRevert(f"reverted with unknown data 0x{data.hex()}")

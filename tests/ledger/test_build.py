@@ -48,7 +48,10 @@ def test_manifest_pins_compiler_and_evm_version() -> None:
 def test_artifacts_equal_a_fresh_compile() -> None:
     proc = subprocess.run(
         [_node(), str(ROOT / "ledger" / "build.mjs"), "--check"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
@@ -65,7 +68,11 @@ def test_check_fails_when_a_source_changes(tmp_path: Path) -> None:
     env = {**os.environ, "NODE_PATH": str(ROOT / "node_modules")}
     proc = subprocess.run(
         [node, str(copy / "build.mjs"), "--check"],
-        capture_output=True, text=True, timeout=300, check=False, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
     )
     assert proc.returncode == 1, proc.stderr + proc.stdout
     assert "Credit.json" in proc.stderr

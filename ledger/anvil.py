@@ -1,0 +1,139 @@
+"""A local anvil node from the project's npm install, started and stopped by us.
+
+``npm ci`` at the repository root (run by ``./dev setup``) installs ``@foundry-rs/anvil``; its
+binary lands in ``node_modules/``. :class:`AnvilNode` starts it on a free port with the prague
+hardfork (the contracts are compiled for it) and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from ledger.errors import ChainUnavailableError
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INSTALL_HINT = "run 'npm ci --no-audit --no-fund' at the repository root (or './dev setup')"
+
+
+def anvil_binary() -> Path:
+    """Path of the anvil executable installed by npm.
+
+    Raises:
+        ChainUnavailableError: anvil is not installed; the message says how to install it.
+    """
+    candidates = [
+        REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil",
+        REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-arm64" / "bin" / "anvil",
+        REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-darwin-arm64" / "bin" / "anvil",
+        REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-darwin-amd64" / "bin" / "anvil",
+        REPO_ROOT / "node_modules" / ".bin" / "anvil",
+    ]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ChainUnavailableError(
+        f"anvil is not installed in {REPO_ROOT / 'node_modules'}: {INSTALL_HINT}"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AnvilNode:
+    """An anvil process for the duration of a ``with`` block.
+
+    Args:
+        block_gas_limit: the node's block gas limit.
+        startup_timeout_s: seconds to wait for the RPC port.
+    """
+
+    def __init__(self, block_gas_limit: int = 30_000_000, startup_timeout_s: float = 20.0) -> None:
+        self.block_gas_limit = block_gas_limit
+        self.startup_timeout_s = startup_timeout_s
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The node's JSON-RPC URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> AnvilNode:
+        """Start the node and wait until it answers."""
+        binary = anvil_binary()
+        if binary.parent.name == ".bin" and shutil.which("node") is None:
+            raise ChainUnavailableError(f"node is needed to run {binary}")
+        self.port = _free_port()
+        cmd = [
+            str(binary),
+            "--port", str(self.port),
+            "--hardfork", "prague",
+            "--gas-limit", str(self.block_gas_limit),
+            "--balance", "10000000",
+            "--silent",
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                raise ChainUnavailableError(f"anvil exited with {self._proc.returncode}: {err}")
+            if self._answers():
+                logger.info("anvil %s started (pid %d)", self.url, self._proc.pid)
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise ChainUnavailableError(
+            f"anvil did not answer on {self.url} within {self.startup_timeout_s} s"
+        )
+
+    def _answers(self) -> bool:
+        req = urllib.request.Request(
+            self.url,
+            data=b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}',
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=1) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def stop(self) -> None:
+        """Stop the node (terminate, then kill after 5 s)."""
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        if self._proc.stderr:
+            self._proc.stderr.close()
+        logger.info("anvil %s stopped", self.url)
+        self._proc = None
+
+    def __enter__(self) -> AnvilNode:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

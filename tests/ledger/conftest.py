@@ -1,0 +1,70 @@
+"""Fixtures of the ledger suite: a freshly deployed ledger on the embedded chain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from ledger.client import Web3Ledger
+from ledger.orders import OrderVector
+
+
+@pytest.fixture
+def led() -> Web3Ledger:
+    """A ledger deployed on a fresh embedded chain."""
+    return Web3Ledger.deploy()
+
+
+@dataclass
+class Session:
+    """A market session driven through its phases in a test."""
+
+    led: Web3Ledger
+    sid: int
+    households: list[str]
+    vectors: list[OrderVector]
+    start_slot: int
+
+
+SESSION_VECTORS = [
+    # two slots; qty kWh (buy > 0, sell < 0), price EUR/kWh
+    OrderVector.from_kwh([1.0, -0.5], [0.30, 0.10]),
+    OrderVector.from_kwh([2.0, 1.0], [0.25, 0.40]),
+    OrderVector.from_kwh([-1.5, -2.0], [0.05, 0.10]),
+    OrderVector.from_kwh([-1.0, 0.0], [0.20, 0.0]),
+]
+
+
+@pytest.fixture
+def session_factory(led: Web3Ledger) -> Callable[..., Session]:
+    """Open a session with four households and drive it to a phase.
+
+    Phases: ``"committed"``, ``"revealed"`` (reveal gate closed), ``"cleared"``, ``"attested"``.
+    """
+
+    def make(phase: str = "revealed", *, penalty_eur_per_kwh: float = 0.5) -> Session:
+        hh = led.add_households(len(SESSION_VECTORS), credit_eur=100.0)
+        sid = led.open_session(
+            100, 2, commit_s=600, reveal_s=600, penalty_eur_per_kwh=penalty_eur_per_kwh
+        )
+        s = Session(led, sid, hh, list(SESSION_VECTORS), 100)
+        for h, v in zip(hh, SESSION_VECTORS, strict=True):
+            led.commit(sid, h, v)
+        if phase == "committed":
+            return s
+        led.advance_time(601)
+        for h in hh:
+            led.reveal(sid, h)
+        led.advance_time(601)
+        if phase == "revealed":
+            return s
+        led.clear(sid)
+        if phase == "cleared":
+            return s
+        led.attest(100, {hh[0]: -1.0, hh[1]: -2.0, hh[2]: 1.5, hh[3]: 0.4})
+        led.attest(101, {hh[0]: 0.5, hh[1]: -1.0, hh[2]: 2.0, hh[3]: 0.0})
+        return s
+
+    return make
