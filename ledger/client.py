@@ -422,6 +422,7 @@ class Web3Ledger:
         *,
         price_eur_per_kwh: float,
         penalty_eur_per_kwh: float,
+        sender: str | None = None,
     ) -> None:
         """Aggregator stores households' scheduled net export for a period with its prices."""
         hh = list(schedule_kwh)
@@ -436,7 +437,7 @@ class Web3Ledger:
                 price_to_micro("price_eur_per_kwh", price_eur_per_kwh),
                 penalty_to_nano_per_wh("penalty_eur_per_kwh", penalty_eur_per_kwh),
             ],
-            self.roles["aggregator"],
+            sender or self.roles["aggregator"],
         )
 
     def sign_reading(

@@ -1,0 +1,143 @@
+"""The ADMM aggregator step: reference semantics, and the contract against the reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ledger.admm import ContractAdmm
+from ledger.admm_reference import ReferenceAdmm
+from ledger.client import Web3Ledger
+from ledger.errors import ContractRevert, ProtocolError
+
+COPIES = [[0, 1], [1, 2], [2, 0, 3]]
+
+
+def test_reference_known_answer() -> None:
+    ref = ReferenceAdmm()
+    ref.setup(4, COPIES)
+    ref.open_round(0, 10.0)
+    ref.submit(0, [1.0, 2.0])
+    ref.submit(1, [4.0, 6.0])
+    ref.submit(2, [8.0, 3.0, 5.0])
+    r = ref.close_round(rho=2.0)
+    np.testing.assert_allclose(r.z, [2.0, 3.0, 7.0, 5.0])
+    # (1-2)² + (2-3)² + (4-3)² + (6-7)² + (8-7)² + (3-2)² + (5-5)² = 6
+    assert r.primal_residual == pytest.approx(math.sqrt(6.0))
+    # z_prev = 0: Σ over all 7 copies of z_g²: 2·4 + 2·9 + 2·49 + 25 = 149
+    assert r.dual_residual == pytest.approx(2.0 * math.sqrt(149.0))
+    assert r.missing == ()
+    assert r.converged is None
+
+
+def test_reference_missing_node_keeps_previous_z() -> None:
+    ref = ReferenceAdmm()
+    ref.setup(4, COPIES)
+    ref.open_round(0, 10.0)
+    for k, x in enumerate([[1.0, 2.0], [4.0, 6.0], [8.0, 3.0, 5.0]]):
+        ref.submit(k, x)
+    ref.close_round(1.0)
+    ref.open_round(1, 10.0)
+    ref.submit(0, [1.0, 2.0])
+    ref.submit(1, [4.0, 6.0])
+    r = ref.close_round(1.0, eps_primal=10.0, eps_dual=10.0)
+    assert r.missing == (2,)
+    np.testing.assert_allclose(r.z, [1.0, 3.0, 6.0, 5.0])  # global 3 only had node 2's copy
+    assert r.converged is True
+    with pytest.raises(ProtocolError):
+        ref.open_round(5, 1.0)
+
+
+def test_reference_refuses_late_and_double_submissions() -> None:
+    now = [0.0]
+    ref = ReferenceAdmm(clock=lambda: now[0])
+    ref.setup(4, COPIES)
+    ref.open_round(0, 5.0)
+    ref.submit(0, [1.0, 2.0])
+    with pytest.raises(ProtocolError, match="already submitted"):
+        ref.submit(0, [1.0, 2.0])
+    now[0] = 6.0
+    with pytest.raises(ProtocolError, match="deadline"):
+        ref.submit(1, [1.0, 2.0])
+
+
+@pytest.mark.chain
+def test_contract_z_update_equals_the_reference() -> None:
+    rng = np.random.default_rng(7)
+    n_global = 40
+    copies = [
+        sorted(rng.choice(n_global, size=int(rng.integers(3, 12)), replace=False).tolist())
+        for _ in range(9)
+    ]
+    led = Web3Ledger.deploy()
+    ca, ref = ContractAdmm(led), ReferenceAdmm()
+    ca.setup(n_global, copies)
+    ref.setup(n_global, copies)
+    for r in range(3):
+        ca.open_round(r, 600)
+        ref.open_round(r, 600)
+        for k, cp in enumerate(copies):
+            if r == 2 and k in (1, 4):
+                continue  # two nodes miss the last round
+            x = rng.normal(0.0, 50.0, len(cp))
+            ca.submit(k, x)
+            ref.submit(k, x)
+        a = ca.close_round(1.7, eps_primal=1e-3, eps_dual=1e9)
+        b = ref.close_round(1.7, eps_primal=1e-3, eps_dual=1e9)
+        # fixed point: inputs rounded to 1e-6, z truncated to 1e-6
+        np.testing.assert_allclose(a.z, b.z, atol=2e-6, rtol=0)
+        assert a.primal_residual == pytest.approx(b.primal_residual, rel=1e-6, abs=1e-4)
+        assert a.dual_residual == pytest.approx(b.dual_residual, rel=1e-6, abs=1e-4)
+        assert a.missing == b.missing
+        assert a.converged == b.converged is False
+        assert a.gas_used > 0
+    assert b.missing == (1, 4)
+
+
+@pytest.mark.chain
+def test_contract_refuses_late_double_and_foreign_submissions() -> None:
+    led = Web3Ledger.deploy()
+    ca = ContractAdmm(led)
+    ca.setup(4, COPIES)
+    ca.open_round(0, 30)
+    ca.submit(0, [1.0, 2.0])
+    with pytest.raises(ContractRevert) as err:
+        ca.submit(0, [1.0, 2.0])
+    assert err.value.error == "AlreadySubmitted"
+    with pytest.raises(ContractRevert) as err:
+        led.chain.transact(ca.contract, "submit", [0, b"\x00" * 16], led.chain.new_account())
+    assert err.value.error == "UnknownNode"
+    with pytest.raises(ContractRevert) as err:
+        ca.submit(1, [1.0, 2.0, 3.0])
+    assert err.value.error == "BadLength"
+    led.advance_time(31)
+    with pytest.raises(ContractRevert) as err:
+        ca.submit(1, [1.0, 2.0])
+    assert err.value.error == "PastDeadline"
+    with pytest.raises(ContractRevert) as err:
+        led.chain.transact(
+            ca.contract,
+            "closeRound",
+            [b"", b"\x00" * 32, 0, 0, 0],
+            led.chain.key(led.new_account()),
+        )
+    assert err.value.error == "Unauthorized"
+    r = ca.close_round(1.0)
+    assert r.missing == (1, 2)
+    np.testing.assert_allclose(r.z, [1.0, 2.0, 0.0, 0.0])
+
+
+@pytest.mark.chain
+def test_contract_rejects_a_forged_vector_at_close() -> None:
+    led = Web3Ledger.deploy()
+    ca = ContractAdmm(led)
+    ca.setup(4, COPIES)
+    ca.open_round(0, 600)
+    ca.submit(0, [1.0, 2.0])
+    ca._x[0] = ca._x[0][:-1] + b"\x01"  # the aggregator alters node 0's vector
+    with pytest.raises(ContractRevert) as err:
+        ca.close_round(1.0)
+    assert err.value.error == "SubmissionMismatch"
+    assert led.chain.call(ca.contract, "isOpen") is True
