@@ -89,6 +89,13 @@ class OpfOptions:
         s_base_kva: power base of the per-unit system inside the model; ``None`` picks one from
             the feeder's nominal load (keeps per-unit flows near 1, which the solver's accuracy
             needs on LV feeders whose data come on a 1 MVA base). Results are in kW either way.
+        canon_backend: cvxpy's canonicalisation backend. ``"COO"`` keeps the DPP parameter
+            tensor sparse; the default C++ backend allocates an index array as long as
+            (constraints × variables), 10 GiB for a 96-step day on a 129-bus feeder.
+        dpp_max_entries: largest (constraint rows × variables) for which the model is compiled
+            once as a DPP problem; larger models (a 96-step day on a 129-bus feeder is
+            1.4e9) compile at every solve with the parameters' values as constants, because
+            cvxpy's DPP tensor needs memory in proportion to that product.
         solver_options: keyword options for the solver. Clarabel's default relative gap of
             1e-8 stalls at 2-3e-8 on some SimBench days ("almost solved"); 1e-7 is far below
             anything the results are used for.
@@ -100,6 +107,8 @@ class OpfOptions:
     voltage_limits: bool = True
     solver: str = "CLARABEL"
     s_base_kva: float | None = None
+    canon_backend: str = "COO"
+    dpp_max_entries: float = 1.0e8
     solver_options: tuple[tuple[str, object], ...] = (
         ("tol_gap_abs", 1e-7), ("tol_gap_rel", 1e-7), ("tol_feas", 1e-8))
 
@@ -214,11 +223,20 @@ class OpfModel:
         self.options = options or OpfOptions()
         self.s_base_kw = self.options.s_base_kva or _auto_base_kw(feeder)
         self._build()
-        self.problem.get_problem_data(self.options.solver)  # compile once (DPP cache)
+        n_vars = sum(v.size for v in self.problem.variables())
+        n_rows = sum(c.size for c in self.problem.constraints)
+        # cvxpy's DPP compilation keeps a parameter tensor with one row per entry of the dense
+        # constraint matrix (rows × variables); beyond the threshold it costs gigabytes, and
+        # compiling per solve (parameters as constants) is both smaller and barely slower.
+        self.uses_dpp = n_vars * n_rows <= self.options.dpp_max_entries
+        if self.uses_dpp:
+            self.problem.get_problem_data(self.options.solver,
+                                          canon_backend=self.options.canon_backend)
         self.build_time_s = time.perf_counter() - t0
         self._fresh = True
-        log.info("built OPF for %s: %d buses x %d periods in %.3f s", feeder.name,
-                 feeder.n_buses, periods, self.build_time_s)
+        log.info("built OPF for %s: %d buses x %d periods in %.3f s (%s)", feeder.name,
+                 feeder.n_buses, periods, self.build_time_s,
+                 "DPP" if self.uses_dpp else "compiled per solve")
 
     # ---------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -404,7 +422,8 @@ class OpfModel:
         try:
             opts = dict(self.options.solver_options) if self.options.solver == "CLARABEL" else {}
             opts.update(solver_kwargs)
-            self.problem.solve(solver=self.options.solver, **opts)
+            self.problem.solve(solver=self.options.solver, ignore_dpp=not self.uses_dpp,
+                               canon_backend=self.options.canon_backend, **opts)
         except cp.error.SolverError as exc:
             raise OpfError(f"OPF on {self.feeder.name!r}: solver failed: {exc}",
                            "solver_error") from exc
