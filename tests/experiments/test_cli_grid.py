@@ -14,7 +14,8 @@ def test_feeders_lists_the_catalogue():
     result = CliRunner().invoke(cli, ["feeders"])
     assert result.exit_code == 0
     names = result.output.split()
-    assert "case33bw" in names and "1-LV-urban6--2-sw" in names
+    assert "case33bw" in names
+    assert "1-LV-urban6--2-sw" in names
 
 
 def test_opf_writes_summary_and_series(tmp_path):

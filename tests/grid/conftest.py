@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import pandapower as pp
@@ -16,7 +17,7 @@ def line_net(n_buses: int = 4, r_ohm_per_km: float = 0.2, x_ohm_per_km: float = 
     net = pp.create_empty_network(sn_mva=1.0)
     buses = [pp.create_bus(net, vn_kv=vn_kv, min_vm_pu=0.9, max_vm_pu=1.1) for _ in range(n_buses)]
     pp.create_ext_grid(net, buses[0], vm_pu=1.0)
-    for a, b in zip(buses[:-1], buses[1:], strict=True):
+    for a, b in itertools.pairwise(buses):
         pp.create_line_from_parameters(net, a, b, length_km=length_km,
                                        r_ohm_per_km=r_ohm_per_km, x_ohm_per_km=x_ohm_per_km,
                                        c_nf_per_km=0.0, max_i_ka=1.0)
@@ -36,7 +37,7 @@ def feeder_cache() -> dict[str, Feeder]:
 
 
 @pytest.fixture
-def feeder(feeder_cache: dict[str, Feeder]):  # noqa: ANN201 - returns a factory
+def feeder(feeder_cache: dict[str, Feeder]):
     def get(name: str) -> Feeder:
         if name not in feeder_cache:
             with warnings.catch_warnings():

@@ -45,8 +45,10 @@ def test_battery_soc_follows_its_efficiencies():
     e = blk.variables["e_kwh"].value[0]
     expected = 5.0 + np.cumsum(0.9 * c * DT - d * DT / 0.8)
     np.testing.assert_allclose(e, expected, atol=1e-6)
-    assert e.min() >= 1.0 - 1e-6 and e.max() <= 10 + 1e-6
-    assert c.max() <= 3 + 1e-6 and d.max() <= 4 + 1e-6
+    assert e.min() >= 1.0 - 1e-6
+    assert e.max() <= 10 + 1e-6
+    assert c.max() <= 3 + 1e-6
+    assert d.max() <= 4 + 1e-6
     assert e[-1] == pytest.approx(5.0, abs=1e-5)  # Münsing (7f) with ε = 0
     assert (c + d).sum() > 1  # prices vary, so it trades
     np.testing.assert_allclose(blk.p_kw.value[0], d - c, atol=1e-9)
@@ -111,7 +113,8 @@ def test_shiftable_keeps_its_energy_inside_its_window():
     _solve(blk)
     p = blk.variables["p_kw"].value[0]
     assert p.sum() == pytest.approx(4.0, abs=1e-6)
-    assert p[:8].max() <= 1e-7 and p[20:].max() <= 1e-7
+    assert p[:8].max() <= 1e-7
+    assert p[20:].max() <= 1e-7
 
 
 def test_hvac_follows_its_thermal_model_and_comfort_band():
@@ -126,7 +129,8 @@ def test_hvac_follows_its_thermal_model_and_comfort_band():
     prev = np.concatenate([[23.0], t_in[:-1]])
     p_prev = np.concatenate([[0.0], p[:-1]])
     np.testing.assert_allclose(t_in, t_out - (t_out - prev) * a - 1.5 * p_prev, atol=1e-6)
-    assert t_in.min() >= 20 - 1e-6 and t_in.max() <= 25 + 1e-6
+    assert t_in.min() >= 20 - 1e-6
+    assert t_in.max() <= 25 + 1e-6
 
 
 def test_pv_is_curtailable_and_reactive_within_its_rating():

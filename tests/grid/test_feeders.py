@@ -47,8 +47,8 @@ def test_pandapower_feeders_with_transformers_build_as_trees(feeder, name):
     assert _is_rooted_tree(f)
     trafos = [b for b in f.branches() if b.kind == "trafo"]
     assert trafos, "the transformer must be a branch below the root"
-    assert all(b.parent == f.root or f.graph.nodes[b.parent]["vn_kv"] > f.graph.nodes[b.child]["vn_kv"]
-               for b in trafos)
+    vn = f.graph.nodes
+    assert all(b.parent == f.root or vn[b.parent]["vn_kv"] > vn[b.child]["vn_kv"] for b in trafos)
 
 
 @pytest.mark.parametrize("code", ["1-LV-rural1--0-sw", "1-LV-semiurb4--1-sw", "1-LV-urban6--2-sw"])
