@@ -58,7 +58,7 @@ class DeviceBlock:
     q_kvar: cp.Expression | None
     constraints: list[cp.Constraint]
     cost_eur: cp.Expression
-    variables: dict[str, cp.Variable] = field(default_factory=dict)
+    variables: dict[str, cp.Expression] = field(default_factory=dict)
     parameters: dict[str, cp.Parameter] = field(default_factory=dict)
 
 
@@ -105,7 +105,7 @@ def build_pv(specs: Sequence[PvSpec], periods: int) -> DeviceBlock:
     p = cp.Variable((n, periods), nonneg=True, name="pv_p_kw")
     cons: list[cp.Constraint] = [p <= p_avail]
     q_expr: cp.Expression | None = None
-    variables = {"p_kw": p}
+    variables: dict[str, cp.Expression] = {"p_kw": p}
     q_rows = [k for k, s in enumerate(specs) if s.q_capable]
     if q_rows:
         q = cp.Variable((n, periods), name="pv_q_kvar")

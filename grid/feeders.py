@@ -22,6 +22,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -124,7 +125,7 @@ class Feeder:
     storages: tuple[Attachment, ...]
     has_profiles: bool
     source: str
-    net: object = field(repr=False, compare=False)
+    net: Any = field(repr=False, compare=False)
 
     @property
     def n_buses(self) -> int:
@@ -161,17 +162,17 @@ class Feeder:
 # building from a pandapower network
 
 
-def _finite_or(value: object, default: float) -> float:
+def _finite_or(value: Any, default: float) -> float:
     try:
-        f = float(value)  # type: ignore[arg-type]
+        f = float(value)
     except (TypeError, ValueError):
         return default
     return f if math.isfinite(f) else default
 
 
-def _merge_buses(net: object) -> dict[int, int]:
+def _merge_buses(net: Any) -> dict[int, int]:
     """Map each bus to a representative, merging buses joined by closed bus-bus switches."""
-    parent = {int(b): int(b) for b in net.bus.index}  # type: ignore[attr-defined]
+    parent = {int(b): int(b) for b in net.bus.index}
 
     def find(b: int) -> int:
         while parent[b] != b:
@@ -179,7 +180,7 @@ def _merge_buses(net: object) -> dict[int, int]:
             b = parent[b]
         return b
 
-    sw = net.switch  # type: ignore[attr-defined]
+    sw = net.switch
     for _, row in sw[(sw.et == "b") & sw.closed].iterrows():
         a, b = find(int(row.bus)), find(int(row.element))
         if a != b:
@@ -187,12 +188,12 @@ def _merge_buses(net: object) -> dict[int, int]:
     return {b: find(b) for b in parent}
 
 
-def _open_elements(net: object, et: str) -> set[int]:
-    sw = net.switch  # type: ignore[attr-defined]
+def _open_elements(net: Any, et: str) -> set[int]:
+    sw = net.switch
     return {int(e) for e in sw[(sw.et == et) & ~sw.closed.astype(bool)].element}
 
 
-def from_pandapower(net: object, name: str, *, has_profiles: bool = False,
+def from_pandapower(net: Any, name: str, *, has_profiles: bool = False,
                     source: str | None = None) -> Feeder:
     """Build a :class:`Feeder` from a pandapower network.
 
@@ -206,23 +207,23 @@ def from_pandapower(net: object, name: str, *, has_profiles: bool = False,
         FeederError: no or several external grids, a non-positive or non-finite impedance.
         NonRadialError: the in-service graph has a cycle.
     """
-    ext = net.ext_grid[net.ext_grid.in_service.astype(bool)]  # type: ignore[attr-defined]
+    ext = net.ext_grid[net.ext_grid.in_service.astype(bool)]
     if len(ext) != 1:
         raise FeederError(f"feeder {name!r}: needs exactly one in-service ext_grid, found "
                           f"{len(ext)}")
     rep = _merge_buses(net)
     root = rep[int(ext.bus.iloc[0])]
-    s_base = float(net.sn_mva)  # type: ignore[attr-defined]
+    s_base = float(net.sn_mva)
     if not (math.isfinite(s_base) and s_base > 0):
         raise FeederError(f"feeder {name!r}: sn_mva must be finite and > 0, got {s_base!r}")
-    bus_tab = net.bus  # type: ignore[attr-defined]
+    bus_tab = net.bus
     vn = {int(b): float(bus_tab.vn_kv.at[b]) for b in bus_tab.index}
     in_service_bus = {int(b) for b in bus_tab.index[bus_tab.in_service.astype(bool)]}
 
     # (a, b) -> list of (r_ohm, x_ohm, tau, i_max_ka, kind, element) referred to b's level
     raw: list[tuple[int, int, float, float, float, float, str, int]] = []
     open_lines = _open_elements(net, "l")
-    for idx, ln in net.line.iterrows():  # type: ignore[attr-defined]
+    for idx, ln in net.line.iterrows():
         if not bool(ln.in_service) or int(idx) in open_lines:
             continue
         par = max(_finite_or(ln.get("parallel", 1), 1.0), 1.0)
@@ -232,7 +233,7 @@ def from_pandapower(net: object, name: str, *, has_profiles: bool = False,
         i_max = _finite_or(ln.max_i_ka, math.inf) * par
         raw.append((int(ln.from_bus), int(ln.to_bus), r, x, 1.0, i_max, "line", int(idx)))
     open_trafos = _open_elements(net, "t")
-    for idx, tr in net.trafo.iterrows():  # type: ignore[attr-defined]
+    for idx, tr in net.trafo.iterrows():
         if not bool(tr.in_service) or int(idx) in open_trafos:
             continue
         par = max(_finite_or(tr.get("parallel", 1), 1.0), 1.0)
@@ -356,7 +357,7 @@ def _merge_parallel(items: list[tuple[int, int, float, float, float, float, str,
 
 
 @functools.lru_cache(maxsize=8)
-def _simbench_net(code: str) -> object:
+def _simbench_net(code: str) -> Any:
     import simbench  # noqa: PLC0415 - loading the SimBench tables takes seconds; only on demand
 
     with warnings.catch_warnings():
@@ -364,7 +365,7 @@ def _simbench_net(code: str) -> object:
         return simbench.get_simbench_net(code)
 
 
-def _pandapower_net(func_name: str) -> object:
+def _pandapower_net(func_name: str) -> Any:
     import pandapower.networks as pn  # noqa: PLC0415 - heavy import, only on demand
 
     with warnings.catch_warnings():

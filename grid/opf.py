@@ -444,16 +444,16 @@ class OpfModel:
 
     def _result(self, status: str, wall_s: float) -> OpfResult:
         T, sb = self.periods, self.s_base_kw
-        P, Q, ell = self.P.value, self.Q.value, self.ell.value
-        v = np.vstack([np.full(T, self.v0.value), self.v.value])  # (n_buses, T)
+        P, Q, ell = (np.asarray(x.value) for x in (self.P, self.Q, self.ell))
+        v = np.vstack([np.full(T, self.v0.value), np.asarray(self.v.value)])  # (n_buses, T)
         w = v[self._parent_idx] / self._tau2[:, None]
         gap = float(np.max(np.abs(P**2 + Q**2 - ell * w))) if P.size else 0.0
         price_scale = self.dt_h * sb
         dl = -np.asarray(self.bal_p.dual_value) / price_scale
         dl_root = -np.asarray(self.bal_root.dual_value) / price_scale
         dlmp = np.vstack([dl_root.reshape(1, T), dl]).T
-        inj_p = -(self.load_p.value) * sb
-        inj_q = -(self.load_q.value) * sb
+        inj_p = -np.asarray(self.load_p.value) * sb
+        inj_q = -np.asarray(self.load_q.value) * sb
         schedules: dict[str, dict[str, np.ndarray]] = {}
         for kind, b in self.blocks.items():
             a = incidence(self.feeder, list(b.buses))

@@ -14,6 +14,7 @@ import copy
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,10 +60,10 @@ def check_with_pandapower(feeder: Feeder, result: OpfResult) -> PfCheck:
         tab = getattr(net, table)
         if len(tab):
             tab["in_service"] = False
-    buses = list(feeder.buses[1:])
+    buses: list[Any] = list(feeder.buses[1:])
     first = len(net.load)
     for b in buses:
-        pp.create_load(net, bus=int(b), p_mw=0.0, q_mvar=0.0, name=f"opf@{b}")  # type: ignore[arg-type]
+        pp.create_load(net, bus=int(b), p_mw=0.0, q_mvar=0.0, name=f"opf@{b}")
     rows = net.load.index[first:]
     ext = net.ext_grid.index[net.ext_grid.in_service.astype(bool)][0]
     net.ext_grid.at[ext, "vm_pu"] = feeder.v_root_pu

@@ -22,6 +22,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,7 @@ def day_profiles(feeder: Feeder, day: date | datetime | str, hours: float = 24,
 
 
 @functools.lru_cache(maxsize=8)
-def _simbench_tables(code: str) -> dict[tuple[str, str], np.ndarray]:
+def _simbench_tables(code: str) -> dict[tuple[str, str], Any]:
     import simbench  # noqa: PLC0415 - heavy import, only on demand
 
     from grid.feeders import _simbench_net  # noqa: PLC0415 - shares the cached network
@@ -171,7 +172,7 @@ def _storage_specs(feeder: Feeder) -> tuple[BatterySpec, ...]:
     for a in feeder.storages:
         if a.e_max_kwh <= 0:
             continue
-        row = net.storage.loc[a.index]  # type: ignore[attr-defined]
+        row = net.storage.loc[a.index]
         p_kw = abs(float(row.sn_mva)) * 1000 or abs(a.p_kw)
         eff = float(row.get("efficiency_percent", 0.95))
         eff = eff / 100 if eff > 1 else eff
