@@ -1,19 +1,39 @@
-"""Fixtures of the ledger suite: a freshly deployed ledger on the embedded chain."""
+"""Fixtures of the ledger suite: a freshly deployed ledger on each backend.
+
+``led`` runs every test that uses it twice: on the embedded chain (py-evm in this process) and
+on an anvil node installed by the project's ``npm ci``. When anvil is missing, the anvil cases
+fail with the install command in the message.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from ledger.anvil import AnvilNode
+from ledger.chain import ChainConfig
 from ledger.client import Web3Ledger
 from ledger.orders import OrderVector
 
+_seeds = itertools.count(1000)
 
-@pytest.fixture
-def led() -> Web3Ledger:
-    """A ledger deployed on a fresh embedded chain."""
+
+@pytest.fixture(scope="session")
+def anvil_url() -> Iterator[str]:
+    """One anvil node for the whole run, stopped at the end."""
+    with AnvilNode() as node:
+        yield node.url
+
+
+@pytest.fixture(params=["embedded", "anvil"])
+def led(request: pytest.FixtureRequest) -> Web3Ledger:
+    """A ledger freshly deployed on the embedded chain, then on anvil."""
+    if request.param == "anvil":
+        url = request.getfixturevalue("anvil_url")
+        return Web3Ledger.deploy(ChainConfig(url=url, seed=next(_seeds)))
     return Web3Ledger.deploy()
 
 

@@ -64,14 +64,13 @@ def test_reference_refuses_late_and_double_submissions() -> None:
 
 
 @pytest.mark.chain
-def test_contract_z_update_equals_the_reference() -> None:
+def test_contract_z_update_equals_the_reference(led: Web3Ledger) -> None:
     rng = np.random.default_rng(7)
     n_global = 40
     copies = [
         sorted(rng.choice(n_global, size=int(rng.integers(3, 12)), replace=False).tolist())
         for _ in range(9)
     ]
-    led = Web3Ledger.deploy()
     ca, ref = ContractAdmm(led), ReferenceAdmm()
     ca.setup(n_global, copies)
     ref.setup(n_global, copies)
@@ -97,8 +96,7 @@ def test_contract_z_update_equals_the_reference() -> None:
 
 
 @pytest.mark.chain
-def test_contract_refuses_late_double_and_foreign_submissions() -> None:
-    led = Web3Ledger.deploy()
+def test_contract_refuses_late_double_and_foreign_submissions(led: Web3Ledger) -> None:
     ca = ContractAdmm(led)
     ca.setup(4, COPIES)
     ca.open_round(0, 30)
@@ -130,8 +128,7 @@ def test_contract_refuses_late_double_and_foreign_submissions() -> None:
 
 
 @pytest.mark.chain
-def test_contract_rejects_a_forged_vector_at_close() -> None:
-    led = Web3Ledger.deploy()
+def test_contract_rejects_a_forged_vector_at_close(led: Web3Ledger) -> None:
     ca = ContractAdmm(led)
     ca.setup(4, COPIES)
     ca.open_round(0, 600)

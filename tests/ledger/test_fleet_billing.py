@@ -18,8 +18,7 @@ def _weights(soc: np.ndarray, ee: np.ndarray, soc_a: float) -> tuple[np.ndarray,
     return w_e / w_e.sum() if w_e.sum() else w_e, w_i / w_i.sum()
 
 
-def test_fleet_step_weights_and_remaining_export() -> None:
-    led = Web3Ledger.deploy()
+def test_fleet_step_weights_and_remaining_export(led: Web3Ledger) -> None:
     hh = led.add_households(6)
     led.fleet_register(hh)
     led.fleet_series(10, soc_a_frac=[0.5, 0.6], contracted_export_kwh=[12.0, 3.0], state=[1, -1])
@@ -50,8 +49,7 @@ def test_fleet_step_weights_and_remaining_export() -> None:
     assert err.value.error == "Unauthorized"
 
 
-def test_billing_charges_imports_pays_exports_and_penalises_deviation() -> None:
-    led = Web3Ledger.deploy()
+def test_billing_charges_imports_pays_exports_and_penalises_deviation(led: Web3Ledger) -> None:
     a, b = led.add_households(2, credit_eur=50.0)
     led.mint_credit(led.roles["treasury"].address, 100.0)
     led.post_schedule(5, {a: -2.0, b: 1.0}, price_eur_per_kwh=0.2, penalty_eur_per_kwh=0.1)
@@ -66,8 +64,7 @@ def test_billing_charges_imports_pays_exports_and_penalises_deviation() -> None:
     assert led.credit_nano(treasury) == before[treasury] + bill_a.amount_nano + bill_b.amount_nano
 
 
-def test_replayed_or_forged_meter_readings_are_refused() -> None:
-    led = Web3Ledger.deploy()
+def test_replayed_or_forged_meter_readings_are_refused(led: Web3Ledger) -> None:
     a, b = led.add_households(2, credit_eur=50.0)
     led.post_schedule(5, {a: -2.0, b: -1.0}, price_eur_per_kwh=0.2, penalty_eur_per_kwh=0.1)
     reading = led.sign_reading(a, 5, -2.0)
