@@ -1,0 +1,124 @@
+"""Mesa agents: thin shells around the brains of :mod:`mas.brains`.
+
+Each agent holds one brain and turns the model's protocol steps into brain calls; it keeps no
+market logic of its own. Households are :class:`mesa.discrete_space.CellAgent` placed on their
+feeder bus in the model's network space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import mesa
+from mesa.discrete_space import CellAgent
+
+from market.vdg import Direction
+from mas.brains.aggregator import AggregatorBrain
+from mas.brains.coordination import RoundSignal
+from mas.brains.dso import DsoBrain
+from mas.brains.household import Delivery, FlexOfferIntent, HouseholdBrain, OrderIntent
+from mas.world import HouseholdSpec
+
+if TYPE_CHECKING:
+    from mas.mesa.model import VdgModel
+
+log = logging.getLogger(__name__)
+
+AGGREGATOR_ID = "agg"
+
+
+class HouseholdAgent(CellAgent):
+    """A household: HEMS and trading agent (wraps :class:`HouseholdBrain`).
+
+    Attributes:
+        hid: the household's id (``h000`` ...).
+        brain: its brain.
+        address: its account on the ledger.
+        last: its last delivery (``None`` before the first slot).
+    """
+
+    def __init__(self, model: VdgModel, spec: HouseholdSpec, brain: HouseholdBrain,
+                 address: str) -> None:
+        super().__init__(model)
+        self.hid = spec.id
+        self.spec = spec
+        self.brain = brain
+        self.address = address
+        self.last: Delivery | None = None
+        self.cell = model.space[spec.bus]
+
+    def answer_round(self, signal: RoundSignal, dso: DsoAgent) -> None:
+        """Re-plan against the round's coordination price and answer the DSO."""
+        plan = self.brain.make_plan(signal.lam_eur_per_kwh)
+        dso.brain.step.submit(self.hid, signal.round, [-x for x in plan.net_export_kw])
+
+    def flex_offer(self, slot: int, direction: Direction) -> FlexOfferIntent | None:
+        """Its offer to a flexibility call (``None``: nothing to offer)."""
+        return self.brain.flex_offer(slot, direction)
+
+    def orders(self, kind: str, slots: Sequence[int]) -> OrderIntent:
+        """Its orders for a session of ``kind`` (``day-ahead`` or ``real-time``)."""
+        if kind == "day-ahead":
+            return self.brain.day_ahead_orders(slots)
+        return self.brain.real_time_orders(slots)
+
+    def salt(self, session: int) -> bytes:
+        """Its commitment salt in an on-chain session."""
+        return self.brain.salt(session)
+
+    def deliver(self, slot: int) -> Delivery:
+        """Run ``slot`` for real and read the meter."""
+        self.last = self.brain.deliver(slot)
+        return self.last
+
+    @property
+    def soc_frac(self) -> float | None:
+        """Battery state of charge (``None`` without a battery)."""
+        bat = self.spec.battery
+        if bat is None:
+            return None
+        soc = self.last.soc_kwh if self.last else self.brain._soc_kwh  # read only: no public getter
+        return soc / bat.e_max_kwh
+
+    @property
+    def net_export_kw(self) -> float:
+        """Metered net export of the last delivered slot (0 before delivery)."""
+        return self.last.net_export_kw if self.last else 0.0
+
+
+class DsoAgent(mesa.Agent):
+    """The DSO (wraps :class:`DsoBrain`)."""
+
+    def __init__(self, model: VdgModel, brain: DsoBrain) -> None:
+        super().__init__(model)
+        self.brain = brain
+
+
+class AggregatorAgent(mesa.Agent):
+    """The aggregator (wraps :class:`AggregatorBrain`); trades in the day-ahead session.
+
+    Attributes:
+        address: its account on the ledger.
+    """
+
+    def __init__(self, model: VdgModel, brain: AggregatorBrain, address: str,
+                 salt_seed: int) -> None:
+        super().__init__(model)
+        self.hid = AGGREGATOR_ID
+        self.brain = brain
+        self.address = address
+        self.salt_seed = salt_seed
+
+    def orders(self, kind: str, slots: Sequence[int]) -> OrderIntent:
+        """Its plan in the day-ahead session; nothing in real time."""
+        if kind == "day-ahead":
+            return self.brain.day_ahead_orders(slots)
+        return OrderIntent((0.0,) * len(slots), (0.0,) * len(slots))
+
+    def salt(self, session: int) -> bytes:
+        """Its commitment salt in an on-chain session (same scheme as the households')."""
+        text = f"vdg-salt:{self.salt_seed}:{self.hid}:{session}"
+        return hashlib.sha256(text.encode()).digest()

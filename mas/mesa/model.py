@@ -1,0 +1,455 @@
+"""The Mesa model of one VDG day: households, DSO, aggregator and auctioneer on a feeder.
+
+The model steps a quarter-hour clock (96 ticks a day) and runs what the market calendar has due
+at each tick, in this order:
+
+* tick 0 — **plan**: coordination rounds of the DSO's aggregator step (households re-plan
+  against the coordination price until the import limit holds or the rounds run out); the
+  aggregator's fleet plan; the DSO's voltage check and flexibility calls; then the
+  **day-ahead** session over the 24 hourly slots;
+* the first tick of each real-time block — the **real-time** session of that block (before any
+  of its slots is delivered, after the previous slot was);
+* the last tick of each hour — **delivery** of that slot: households run it, the DSO attests
+  the meters on the ledger, and every session whose slots are all attested is **settled**;
+* after the last delivery — withdrawals; the model stops.
+
+Each session is sealed commit–reveal through :class:`mas.brains.auctioneer.SessionBook` and on
+the ledger, revealed in participant rank order (households by index, then the aggregator), and
+cleared on the ledger; the clearing is checked against the market layer's Huang clearing of the
+same book. Every loop runs in rank order, so nothing depends on Mesa's agent order or on
+``model.rng``: a day is a function of the scenario (its seed included), whichever ledger clears.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import networkx as nx
+import numpy as np
+from mesa import DataCollector, Model
+from mesa.discrete_space import Network
+
+from ledger.orders import OrderVector, commitment
+from ledger.results import Deployment, SessionClearing
+from mas.brains.aggregator import AggregatorBrain
+from mas.brains.auctioneer import (
+    SessionBook,
+    SessionPlan,
+    cleared_matches,
+    day_sessions,
+    vector_from_intent,
+)
+from mas.brains.dso import DsoBrain, GridState
+from mas.brains.household import HouseholdBrain
+from mas.mesa.agents import AggregatorAgent, DsoAgent, HouseholdAgent
+from mas.mesa.errors import MesaRuntimeError, ModelParameterError
+from mas.mesa.memory_ledger import MemoryLedger
+from mas.mesa.params import load_scenario, population_world, scenario_with
+from mas.scenario import Scenario
+from mas.world import SLOTS, World, household_rng
+
+log = logging.getLogger(__name__)
+
+TICKS_PER_SLOT = 4
+"""Quarter-hour ticks per hourly slot."""
+TICKS_PER_DAY = SLOTS * TICKS_PER_SLOT
+GATE_S = 600
+"""Commit and reveal windows of each session on the ledger's clock, seconds."""
+
+LedgerKind = Literal["memory", "evm"]
+
+
+class MarketLedger(Protocol):
+    """What the model needs of a ledger (:class:`MemoryLedger` and ``Web3Ledger`` both offer it)."""
+
+    @property
+    def deployment(self) -> Deployment:
+        """Addresses of the contracts and role holders."""
+
+    def add_households(self, n: int, *, credit_eur: float = 0.0) -> list[str]:
+        """Create accounts with the household role, meters and Credit."""
+
+    def credit_nano(self, account: str) -> int:
+        """Credit balance, nEUR."""
+
+    def credit_supply_nano(self) -> int:
+        """Credit supply, nEUR."""
+
+    def energy_supply_wh(self) -> int:
+        """Energy tokens minted, Wh."""
+
+    def open_session(self, start_slot: int, n_slots: int, *, commit_s: int = 600,
+                     reveal_s: int = 600, penalty_eur_per_kwh: float = 0.0) -> int:
+        """Open a session; returns its id."""
+
+    def commit(self, sid: int, household: str, orders: OrderVector, salt: bytes) -> bytes:
+        """Seal an order vector."""
+
+    def reveal(self, sid: int, household: str, orders: OrderVector, salt: bytes) -> None:
+        """Open a sealed order vector."""
+
+    def advance_time(self, seconds: int) -> None:
+        """Move the ledger's clock."""
+
+    def clear(self, sid: int) -> SessionClearing:
+        """Clear a session."""
+
+    def attest(self, slot: int, net_export_kwh: Mapping[str, float]) -> None:
+        """Attest metered net export of a slot."""
+
+    def settle(self, sid: int) -> None:
+        """Settle a cleared session."""
+
+    def owed_nano(self, account: str) -> int:
+        """What the market owes an account, nEUR."""
+
+    def withdraw(self, account: str) -> int:
+        """Pull what the market owes an account."""
+
+
+def make_ledger(kind: LedgerKind, seed: int) -> MarketLedger:
+    """A fresh ledger: ``memory`` (:class:`MemoryLedger`) or ``evm`` (embedded py-evm chain).
+
+    Raises:
+        ModelParameterError: an unknown kind.
+    """
+    if kind == "memory":
+        return MemoryLedger.deploy(seed)
+    if kind == "evm":
+        from ledger.chain import ChainConfig  # noqa: PLC0415 - web3 start-up only when asked
+        from ledger.client import Web3Ledger  # noqa: PLC0415
+
+        return Web3Ledger.deploy(ChainConfig(seed=seed))
+    raise ModelParameterError(f"ledger must be 'memory' or 'evm', got {kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session of the day as cleared.
+
+    Attributes:
+        plan: the session (name, kind, slots).
+        sid: its id on the ledger.
+        participants: who revealed, in book order.
+        cleared_wh: per participant and slot of the session, Wh bought (> 0) or sold (< 0).
+        buy_price_eur_per_kwh: per slot of the session, buyers' price (0 without trade).
+        sell_price_eur_per_kwh: per slot, sellers' price.
+        volume_kwh: per slot, energy traded.
+    """
+
+    plan: SessionPlan
+    sid: int
+    participants: tuple[str, ...]
+    cleared_wh: tuple[tuple[int, ...], ...]
+    buy_price_eur_per_kwh: tuple[float, ...]
+    sell_price_eur_per_kwh: tuple[float, ...]
+    volume_kwh: tuple[float, ...]
+
+
+def tree_layout(graph: nx.DiGraph, root: object) -> dict[object, tuple[float, float]]:
+    """Positions of a radial feeder as a tree hanging from the substation.
+
+    ``y`` is minus the depth (hops from the root); leaves get consecutive ``x`` in depth-first
+    order and every other bus sits at the mean ``x`` of its children.
+    """
+    pos: dict[object, tuple[float, float]] = {}
+    next_x = [0.0]
+
+    def place(node: object, depth: int) -> float:
+        children = sorted(graph.successors(node), key=str)
+        if not children:
+            x = next_x[0]
+            next_x[0] += 1.0
+        else:
+            x = float(np.mean([place(c, depth + 1) for c in children]))
+        pos[node] = (x, -float(depth))
+        return x
+
+    place(root, 0)
+    return pos
+
+
+class VdgModel(Model):
+    """One day of a VDG neighbourhood in Mesa.
+
+    Args:
+        scenario: a :class:`Scenario`, a path to a scenario TOML file, or ``None`` (defaults).
+        ledger: ``"memory"`` (fast, for populations and sweeps) or ``"evm"`` (embedded chain).
+        rng: seed of the run; an integer replaces the scenario's seed (Mesa's ``batch_run``
+            passes its seeds here). ``None`` keeps the scenario's seed.
+        collect_agents: record household reporters every tick (off for large populations).
+        world: a prebuilt neighbourhood for ``scenario`` (skips building it).
+        **params: scenario parameters by flat name (``households``, ``battery_share``, ...).
+
+    Raises:
+        ModelParameterError, ScenarioError: an unknown parameter or an invalid value (named).
+    """
+
+    def __init__(self, scenario: Scenario | str | Path | None = None, *,
+                 ledger: LedgerKind = "memory", rng: int | None = None,
+                 collect_agents: bool = True, world: World | None = None,
+                 **params: Any) -> None:
+        if rng is not None and not isinstance(rng, int | np.integer):
+            raise ModelParameterError(f"rng must be an integer seed, got {rng!r}")
+        base = scenario if isinstance(scenario, Scenario) else (
+            load_scenario(scenario) if scenario is not None else Scenario())
+        if rng is not None:
+            params = {**params, "seed": int(rng)}
+        self.vdg = scenario_with(base, params)
+        super().__init__(rng=self.vdg.seed)
+        t0 = time.perf_counter()
+        self.world = world if world is not None else population_world(self.vdg)
+        self.ledger_kind = ledger
+        self.ledger = make_ledger(ledger, self.vdg.seed)
+        feeder = self.world.feeder
+        self.layout = tree_layout(feeder.graph, feeder.root)
+        self.space = Network(feeder.graph.to_undirected(), random=self.random,
+                             layout=self.layout)
+        sc = self.vdg
+        addresses = self.ledger.add_households(len(self.world.households) + 1,
+                                               credit_eur=sc.market.credit_eur)
+        self.households: list[HouseholdAgent] = []
+        for h, addr in zip(self.world.households, addresses, strict=False):
+            brain = HouseholdBrain(h, self.world.import_eur_per_kwh, self.world.export_eur_per_kwh,
+                                   sc.forecast, household_rng(sc.seed, h.index), salt_seed=sc.seed)
+            self.households.append(HouseholdAgent(self, h, brain, addr))
+        self.dso = DsoAgent(self, DsoBrain(self.world, sc.grid))
+        self.aggregator = AggregatorAgent(self, AggregatorBrain(self.world.wholesale_eur_per_kwh),
+                                          addresses[-1], sc.seed)
+        self.participants: list[HouseholdAgent | AggregatorAgent] = [*self.households,
+                                                                      self.aggregator]
+        self.address_of = {p.hid: p.address for p in self.participants}
+        self.credit_start_nano = {p.hid: self.ledger.credit_nano(p.address)
+                                  for p in self.participants}
+        self.credit_supply_start_nano = self.ledger.credit_supply_nano()
+        self.treasury_start_nano = self.ledger.credit_nano(self.ledger.deployment.treasury)
+        self.sessions_plan = day_sessions(sc.market.real_time_block_h)
+        self.sessions: list[SessionRecord] = []
+        self._unsettled: list[SessionRecord] = []
+        self.rounds = 0
+        self.flex_calls = 0
+        self.flex_kw = 0.0
+        self.tick = -1
+        self.delivered = 0
+        self.metered_kw = np.zeros((SLOTS, len(self.households)))
+        self.planned_state: GridState | None = None
+        self.metered_state: GridState | None = None
+        self.summary: dict[str, Any] | None = None
+        self.setup_s = time.perf_counter() - t0
+        self._t_start = time.perf_counter()
+        reporters = {
+            "time_h": lambda m: m.tick / TICKS_PER_SLOT if m.tick >= 0 else 0.0,
+            "da_price_eur_per_kwh": lambda m: m.slot_price("day-ahead"),
+            "rt_price_eur_per_kwh": lambda m: m.slot_price("real-time"),
+            "traded_kwh": lambda m: m.slot_volume_kwh(),
+            "substation_import_kw": lambda m: m.slot_import_kw(),
+            "battery_soc_frac": lambda m: m.mean_soc_frac(),
+            "v_min_pu": lambda m: m.slot_v_pu()[0],
+            "v_max_pu": lambda m: m.slot_v_pu()[1],
+        }
+        agent_reporters = {HouseholdAgent: {"soc_frac": "soc_frac",
+                                            "net_export_kw": "net_export_kw"}}
+        self.datacollector = DataCollector(
+            model_reporters=reporters,
+            agenttype_reporters=agent_reporters if collect_agents else None)
+        log.info("mesa model: %d households, %s ledger, set up in %.1f s",
+                 len(self.households), ledger, self.setup_s)
+
+    # ------------------------------------------------------------------------ the calendar
+    @property
+    def slot(self) -> int:
+        """The hourly slot the clock is in (0 before the first tick)."""
+        return max(self.tick, 0) // TICKS_PER_SLOT
+
+    def step(self) -> None:
+        """One quarter-hour tick: whatever the market calendar has due, then the reporters."""
+        if not self.running:
+            return
+        self.tick += 1
+        t, quarter = divmod(self.tick, TICKS_PER_SLOT)
+        if self.tick == 0:
+            self._plan()
+            self._session(self.sessions_plan[0])
+        if quarter == 0:
+            for plan in self.sessions_plan[1:]:
+                if plan.slots[0] == t:
+                    self._session(plan)
+        if quarter == TICKS_PER_SLOT - 1:
+            self._deliver(t)
+        if self.tick == TICKS_PER_DAY - 1:
+            self._close()
+        self.datacollector.collect(self)
+
+    def run_day(self) -> dict[str, Any]:
+        """Step to the end of the day and return the summary."""
+        while self.running:
+            self.step()
+        assert self.summary is not None
+        return self.summary
+
+    # ------------------------------------------------------------------------ phases
+    def _plan(self) -> None:
+        """Coordination rounds, the aggregator's plan, the DSO's flexibility calls."""
+        step = self.dso.brain.step
+        for _ in range(self.vdg.grid.max_rounds):
+            signal = step.open_round()
+            for h in self.households:
+                h.answer_round(signal, self.dso)
+            self.rounds += 1
+            if step.close_round().converged:
+                break
+        planned = {h.hid: h.brain.plan.net_export_kw for h in self.households
+                   if h.brain.plan is not None}
+        total = np.sum([planned[h.hid] for h in self.households], axis=0)
+        self.aggregator.brain.make_plan(total)
+        dso = self.dso.brain
+        state = dso.grid_state(planned)
+        by_id = {h.hid: h for h in self.households}
+        for call in dso.flexibility_calls(state):
+            offers = {}
+            for hid in dso.households_on(call.buses):
+                offer = by_id[hid].flex_offer(call.slot, call.direction)
+                if offer is not None:
+                    offers[hid] = (offer.p_kw, offer.price_eur_per_kwh)
+            result = dso.clear_call(call, offers)
+            for offer_id, p_kw in sorted(result.accepted_kw.items()):
+                by_id[offer_id.rsplit("/", 1)[1]].brain.accept_flex(call.slot, call.direction,
+                                                                    p_kw)
+            self.flex_calls += 1
+            self.flex_kw += result.procured_kw
+        self.planned_state = dso.grid_state(
+            {h.hid: np.asarray(h.brain.plan.net_export_kw) + h.brain.flex_kw
+             for h in self.households if h.brain.plan is not None})
+
+    def _session(self, plan: SessionPlan) -> None:
+        """One sealed session: commit, reveal, clear on the ledger; checked against Huang."""
+        led = self.ledger
+        sid = led.open_session(plan.slots[0], len(plan.slots), commit_s=GATE_S,
+                               reveal_s=GATE_S,
+                               penalty_eur_per_kwh=self.vdg.market.penalty_eur_per_kwh)
+        book = SessionBook(plan, sid, self.address_of)
+        sealed: dict[str, tuple[OrderVector, bytes]] = {}
+        for p in self.participants:
+            intent = p.orders(plan.kind, plan.slots)
+            if intent.empty:
+                book.commit(p.hid, None)
+                continue
+            vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
+            salt = p.salt(sid)
+            book.commit(p.hid, commitment(sid, p.address, vec.encode(), salt))
+            led.commit(sid, p.address, vec, salt)
+            sealed[p.hid] = (vec, salt)
+        led.advance_time(GATE_S + 1)
+        book.open_reveal()
+        for p in self.participants:
+            if p.hid in sealed:
+                vec, salt = sealed[p.hid]
+                book.reveal(p.hid, vec, salt)
+                led.reveal(sid, p.address, vec, salt)
+        led.advance_time(GATE_S + 1)
+        book.close()
+        cl = led.clear(sid)
+        who = {a.lower(): hid for hid, a in self.address_of.items()}
+        participants = tuple(who[h.lower()] for h in cl.households)
+        chain = dict(zip(participants, cl.cleared_wh, strict=True))
+        if not cleared_matches(chain, book.reference_clearing()):
+            raise MesaRuntimeError(f"session {plan.name}: the ledger's clearing differs from "
+                                   f"the market layer's Huang clearing of the same book")
+        rec = SessionRecord(
+            plan, sid, participants, tuple(cl.cleared_wh),
+            tuple(s.buy_price_eur_per_kwh for s in cl.slots),
+            tuple(s.sell_price_eur_per_kwh for s in cl.slots),
+            tuple(s.volume_kwh for s in cl.slots))
+        self.sessions.append(rec)
+        self._unsettled.append(rec)
+        log.info("session %s: %d orders, %.3f kWh traded", plan.name, len(participants),
+                 sum(rec.volume_kwh))
+
+    def _deliver(self, slot: int) -> None:
+        """Deliver a slot, attest the meters, settle sessions whose slots are all attested."""
+        readings = {}
+        for k, h in enumerate(self.households):
+            d = h.deliver(slot)
+            self.metered_kw[slot, k] = d.net_export_kw
+            readings[h.hid] = d.net_export_kw  # hourly slot: kW over one hour = kWh
+        clean = self.dso.brain.attest(slot, readings)
+        self.ledger.attest(slot, {self.address_of[hid]: e for hid, e in clean.items()})
+        self.delivered = slot + 1
+        self.metered_state = self.dso.brain.grid_state(
+            {h.hid: self.metered_kw[:, k] for k, h in enumerate(self.households)})
+        for rec in list(self._unsettled):
+            if rec.plan.slots[-1] <= slot:
+                self.ledger.settle(rec.sid)
+                self._unsettled.remove(rec)
+
+    def _close(self) -> None:
+        """Withdraw what the market owes everyone; compute the summary; stop."""
+        led = self.ledger
+        for account in [p.address for p in self.participants] + [led.deployment.treasury]:
+            if led.owed_nano(account):
+                led.withdraw(account)
+        from mas.mesa.summary import day_summary  # noqa: PLC0415 - avoids an import cycle
+
+        self.summary = day_summary(self, time.perf_counter() - self._t_start)
+        self.running = False
+
+    # ------------------------------------------------------------------------ reporters
+    def _slot_sessions(self, kind: str) -> list[SessionRecord]:
+        return [r for r in self.sessions if r.plan.kind == kind and self.slot in r.plan.slots]
+
+    def slot_price(self, kind: str) -> float:
+        """Buyers' price of the current slot in the last session of ``kind`` (NaN: none)."""
+        for r in reversed(self._slot_sessions(kind)):
+            k = r.plan.slots.index(self.slot)
+            if r.volume_kwh[k] > 0:
+                return r.buy_price_eur_per_kwh[k]
+        return float("nan")
+
+    def slot_volume_kwh(self) -> float:
+        """Energy traded for the current slot over all sessions."""
+        return float(sum(r.volume_kwh[r.plan.slots.index(self.slot)]
+                         for r in self.sessions if self.slot in r.plan.slots))
+
+    def _state(self) -> GridState | None:
+        if self.delivered > self.slot and self.metered_state is not None:
+            return self.metered_state
+        return self.planned_state
+
+    def slot_import_kw(self) -> float:
+        """Substation import in the current slot: metered once delivered, else planned."""
+        state = self._state()
+        return float(state.import_kw[self.slot]) if state is not None else float("nan")
+
+    def slot_v_pu(self) -> tuple[float, float]:
+        """Lowest and highest bus voltage of the current slot (metered or planned)."""
+        state = self._state()
+        if state is None:
+            return float("nan"), float("nan")
+        v = state.v_pu[self.slot]
+        return float(v.min()), float(v.max())
+
+    def bus_values(self) -> tuple[dict[object, float], dict[object, float]]:
+        """Per bus: voltage and net injection (kW) of the current slot (metered or planned)."""
+        state = self._state()
+        buses = self.world.feeder.buses
+        v = {b: float(state.v_pu[self.slot, k]) if state is not None else 1.0
+             for k, b in enumerate(buses)}
+        p = dict.fromkeys(buses, 0.0)
+        for k, h in enumerate(self.households):
+            if self.delivered > self.slot:
+                p[h.spec.bus] += float(self.metered_kw[self.slot, k])
+            elif h.brain.plan is not None:
+                p[h.spec.bus] += h.brain.plan.net_export_kw[self.slot] + h.brain.flex_kw[
+                    self.slot]
+        return v, p
+
+    def mean_soc_frac(self) -> float:
+        """Mean battery state of charge over the households with a battery (NaN: none)."""
+        socs = [s for h in self.households if (s := h.soc_frac) is not None]
+        return float(np.mean(socs)) if socs else float("nan")
+
