@@ -34,6 +34,7 @@ contract FleetCoordinator {
     error NoSeries(uint256 interval);
     error BadLength();
     error OutOfRange(uint256 index);
+    error SocAboveOne();
     error IntervalPassed(uint256 interval);
 
     event HouseholdRegistered(address indexed household, uint256 index);
@@ -102,37 +103,63 @@ contract FleetCoordinator {
         require(t >= cur, IntervalPassed(t));
         int256 acc = t == cur ? int256(exportedWh) : int256(0);
         uint32 step = t == cur ? stepInInterval + 1 : 1;
-        uint256 sumWe;
-        uint256 sumWi;
-        int256 sumEe;
-        for (uint256 k = 0; k < n; ++k) {
-            (uint256 soc, int256 ee) = _update(updates, k);
-            require(soc <= SOC_ONE, OutOfRange(k));
-            sumEe += ee;
-            sumWi += SOC_ONE - soc;
-            if (ee >= 0 && soc >= socA) sumWe += soc;
-        }
+        (uint256 sumWe, uint256 sumWi, int256 sumEe) = _sums(updates, n, socA);
         acc += sumEe;
-        bytes memory weights = new bytes(n * 8);
-        for (uint256 k = 0; k < n; ++k) {
-            (uint256 soc, int256 ee) = _update(updates, k);
-            uint256 we = (ee >= 0 && soc >= socA && sumWe != 0) ? soc * W_ONE / sumWe : 0;
-            uint256 wi = sumWi != 0 ? (SOC_ONE - soc) * W_ONE / sumWi : 0;
-            assembly ("memory-safe") {
-                mstore(add(add(weights, 32), mul(k, 8)), or(shl(224, we), shl(192, wi)))
-            }
-        }
+        bytes memory weights = _weights(updates, n, socA, sumWe, sumWi);
         interval = t;
         stepInInterval = step;
         exportedWh = int128(acc);
         emit FleetStep(t, step, ec - acc, int256(int8(uint8(sw >> 80))), weights);
     }
 
-    function _update(bytes calldata u, uint256 k) private pure returns (uint256 soc, int256 ee) {
+    /// @dev Σ We, Σ Wi and Σ Ee over the packed updates; reverts on a SoC above 1.
+    function _sums(bytes calldata u, uint256 n, uint256 socA)
+        private
+        pure
+        returns (uint256 sumWe, uint256 sumWi, int256 sumEe)
+    {
+        bool bad;
         assembly ("memory-safe") {
-            let w := calldataload(add(u.offset, mul(k, 6)))
-            soc := shr(240, w)
-            ee := signextend(3, shr(208, w))
+            let p := u.offset
+            for { let end := add(p, mul(n, 6)) } lt(p, end) { p := add(p, 6) } {
+                let w := calldataload(p)
+                let soc := shr(240, w)
+                let ee := signextend(3, shr(208, w))
+                bad := or(bad, gt(soc, SOC_ONE))
+                sumEe := add(sumEe, ee)
+                sumWi := add(sumWi, sub(SOC_ONE, soc))
+                if and(iszero(slt(ee, 0)), iszero(lt(soc, socA))) { sumWe := add(sumWe, soc) }
+            }
+        }
+        require(!bad, SocAboveOne());
+    }
+
+    /// @dev we_k = We_k / Σ We and wi_k = Wi_k / Σ Wi in 1e-6, packed [uint32 we, uint32 wi].
+    function _weights(bytes calldata u, uint256 n, uint256 socA, uint256 sumWe, uint256 sumWi)
+        private
+        pure
+        returns (bytes memory weights)
+    {
+        weights = new bytes(n * 8 + 24); // spare bytes: each store writes a whole word
+        assembly ("memory-safe") {
+            mstore(weights, mul(n, 8))
+            let out := add(weights, 32)
+            let p := u.offset
+            for { let end := add(p, mul(n, 6)) } lt(p, end) {
+                p := add(p, 6)
+                out := add(out, 8)
+            } {
+                let w := calldataload(p)
+                let soc := shr(240, w)
+                let ee := signextend(3, shr(208, w))
+                let we := 0
+                if and(and(iszero(slt(ee, 0)), iszero(lt(soc, socA))), gt(sumWe, 0)) {
+                    we := div(mul(soc, W_ONE), sumWe)
+                }
+                let wi := 0
+                if sumWi { wi := div(mul(sub(SOC_ONE, soc), W_ONE), sumWi) }
+                mstore(out, or(shl(224, we), shl(192, wi)))
+            }
         }
     }
 }
