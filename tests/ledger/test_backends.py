@@ -1,0 +1,47 @@
+"""Choosing the chain: embedded, anvil from npm, or a URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger import anvil
+from ledger.backends import chain_config, open_ledger
+from ledger.errors import ChainUnavailableError
+
+
+def test_chain_config_parses_the_chain_option() -> None:
+    assert chain_config(None).url is None
+    assert chain_config("embedded").url is None
+    assert chain_config("http://127.0.0.1:8545").url == "http://127.0.0.1:8545"
+    with pytest.raises(ChainUnavailableError, match="expected 'embedded', 'anvil' or an http"):
+        chain_config("ganache")
+
+
+def test_missing_anvil_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(anvil, "REPO_ROOT", tmp_path)
+    with pytest.raises(ChainUnavailableError, match="npm ci"):
+        anvil.anvil_binary()
+
+
+@pytest.mark.chain
+def test_open_ledger_on_anvil_and_by_url() -> None:
+    with anvil.AnvilNode() as node:
+        with open_ledger(node.url, seed=5) as led:
+            assert led.chain.chain_id == 31337
+            (h,) = led.add_households(1, credit_eur=2.0)
+            assert led.credit_nano(h) == 2_000_000_000
+        proc = node._proc
+        assert proc is not None
+    assert proc.poll() is not None  # the node was stopped
+    with open_ledger("anvil") as led:
+        assert not led.chain.embedded
+
+
+@pytest.mark.chain
+def test_unreachable_url_is_a_chain_error() -> None:
+    with pytest.raises(ChainUnavailableError), open_ledger("http://127.0.0.1:9"):
+        pass
