@@ -66,6 +66,10 @@ def _register() -> None:
     cli.add_command(market)
     experiment.add_command(mda)
 
+    from experiments.commands.sweep import sweep  # noqa: PLC0415
+
+    cli.add_command(sweep)
+
 
 _register()
 

@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 TICKS_PER_SLOT = 4
 """Quarter-hour ticks per hourly slot."""
 TICKS_PER_DAY = SLOTS * TICKS_PER_SLOT
+SUMMARY_REPORTERS = ("trades", "traded_kwh", "welfare_eur", "cost_prosumers_eur",
+                     "cost_consumers_eur", "peak_import_kw", "v_min_pu", "v_max_pu",
+                     "admm_iterations", "flex_calls", "money_conserved", "energy_conserved",
+                     "wall_time_s")
+"""Summary fields also recorded as model reporters (set at the last tick, ``None`` before)."""
 GATE_S = 600
 """Commit and reveal windows of each session on the ledger's clock, seconds."""
 
@@ -174,6 +179,12 @@ def tree_layout(graph: nx.DiGraph, root: object) -> dict[object, tuple[float, fl
     return pos
 
 
+def _summary_reporter(key: str) -> Any:
+    def report(model: VdgModel) -> Any:
+        return model.summary[key] if model.summary is not None else None
+    return report
+
+
 class VdgModel(Model):
     """One day of a VDG neighbourhood in Mesa.
 
@@ -252,6 +263,8 @@ class VdgModel(Model):
             "v_min_pu": lambda m: m.slot_v_pu()[0],
             "v_max_pu": lambda m: m.slot_v_pu()[1],
         }
+        for key in SUMMARY_REPORTERS:
+            reporters[key] = _summary_reporter(key)
         agent_reporters = {HouseholdAgent: {"soc_frac": "soc_frac",
                                             "net_export_kw": "net_export_kw"}}
         self.datacollector = DataCollector(
