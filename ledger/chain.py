@@ -17,8 +17,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
+from functools import cache, partial
+from typing import Any, cast
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
@@ -27,6 +27,7 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import RPCEndpoint, TxParams
 
 from ledger import artifacts
 from ledger.errors import ChainUnavailableError, ContractRevert, LedgerError
@@ -215,16 +216,12 @@ class Chain:
                 self._send_raw(funder, {"to": a, "value": wei, "gas": 21_000}, "fund")
             return
         source = self._retry(lambda: self.w3.eth.accounts)[0]
-        hashes = [
-            self._retry(
-                lambda a=a: self.w3.eth.send_transaction({"from": source, "to": a, "value": wei})
-            )
-            for a in addresses
-        ]
+        hashes = []
+        for a in addresses:
+            tx = cast(TxParams, {"from": source, "to": to_checksum_address(a), "value": wei})
+            hashes.append(self._retry(partial(self.w3.eth.send_transaction, tx)))
         for h in hashes:
-            self._retry(
-                lambda h=h: self.w3.eth.wait_for_transaction_receipt(h, self.config.timeout_s)
-            )
+            self._retry(partial(self.w3.eth.wait_for_transaction_receipt, h, self.config.timeout_s))
 
     # ------------------------------------------------------------------------ time
 
@@ -237,8 +234,9 @@ class Chain:
         if self._tester is not None:
             self._tester.time_travel(self.now() + int(seconds))
             return
-        self._retry(lambda: self.w3.provider.make_request("evm_increaseTime", [int(seconds)]))
-        self._retry(lambda: self.w3.provider.make_request("evm_mine", []))
+        provider = self.w3.provider
+        self._retry(partial(provider.make_request, RPCEndpoint("evm_increaseTime"), [int(seconds)]))
+        self._retry(partial(provider.make_request, RPCEndpoint("evm_mine"), []))
 
     # ------------------------------------------------------------------------ contracts
 
@@ -278,7 +276,7 @@ class Chain:
         self, contract: Contract, fn: str, args: Sequence[Any] = (), sender: str | None = None
     ) -> Any:
         """Read-only call; reverts raise :class:`ContractRevert`."""
-        params = {"from": sender} if sender else {}
+        params = cast(TxParams, {"from": to_checksum_address(sender)} if sender else {})
         try:
             return self._retry(lambda: contract.functions[fn](*args).call(params))
         except ContractRevert:
@@ -298,7 +296,7 @@ class Chain:
         for acct, tx, label in items:
             signed.append((self._sign(acct, tx), tx, acct, label))
         hashes = [
-            self._retry(lambda s=s: self.w3.eth.send_raw_transaction(s.raw_transaction))
+            self._retry(partial(self.w3.eth.send_raw_transaction, s.raw_transaction))
             for s, *_ in signed
         ]
         receipts = []
@@ -325,7 +323,7 @@ class Chain:
     def _next_nonce(self, address: str) -> int:
         if address not in self._nonces:
             self._nonces[address] = self._retry(
-                lambda: self.w3.eth.get_transaction_count(address, "pending")
+                lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")
             )
         n = self._nonces[address]
         self._nonces[address] = n + 1
@@ -358,7 +356,7 @@ class Chain:
         call = {k: v for k, v in tx.items() if k in ("to", "data", "value", "gas")}
         call["from"] = acct.address
         try:
-            self.w3.eth.call(call, block_identifier=block - 1)
+            self.w3.eth.call(cast(TxParams, call), block_identifier=block - 1)
         except Exception as exc:
             data = revert_data(exc)
             if data is None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_typing import Hash32
 from eth_utils import keccak, to_canonical_address, to_checksum_address
 from web3.contract import Contract
 from web3.logs import DISCARD
@@ -143,7 +144,7 @@ class Web3Ledger:
     def add_households(self, n: int, *, credit_eur: float = 0.0) -> list[str]:
         """Create ``n`` households: role, meter key, approvals of market and billing, credit."""
         accts = [self.chain.new_account() for _ in range(n)]
-        addrs = [a.address for a in accts]
+        addrs: list[str] = [str(a.address) for a in accts]
         self._tx("registry", "grantMany", [addrs, HOUSEHOLD], self.roles["admin"])
         for a in accts:
             meter = self.chain.new_account(fund=False)
@@ -453,7 +454,7 @@ class Web3Ledger:
         wh = kwh_to_wh("net_export_kwh", net_export_kwh)
         digest = self.chain.call(self.c["billing"], "readingDigest", [h, period, wh])
         key = meter_key or self._meters[h]
-        sig = key.unsafe_sign_hash(bytes(digest))
+        sig = key.unsafe_sign_hash(Hash32(bytes(digest)))
         return SignedReading(
             h, period, wh, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big")
         )

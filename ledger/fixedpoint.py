@@ -123,7 +123,7 @@ def unpack_int(data: bytes, width: int, *, signed: bool) -> list[int]:
     ]
 
 
-def admm_pack(values_fixed: Sequence[int]) -> bytes:
+def admm_pack(values_fixed: Sequence[int] | np.ndarray) -> bytes:
     """``int64`` big-endian packing of ADMM values."""
     return np.asarray(values_fixed, dtype=">i8").tobytes()
 
