@@ -161,6 +161,8 @@ class Chain:
     _n_keys: int = field(default=0, init=False)
     _chain_id: int = field(default=0, init=False)
     _tester: Any = field(default=None, init=False)
+    _fee_cap: int = field(default=0, init=False)
+    _fee_uses: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.config.url is None:
@@ -317,8 +319,14 @@ class Chain:
         return acct.sign_transaction(full)
 
     def _max_fee(self) -> int:
-        base = self._retry(lambda: self.w3.eth.get_block("latest")).get("baseFeePerGas", 10**9)
-        return 2 * int(base) + 10**9
+        # The base fee only falls on these chains (no block reaches the gas target), so a fee cap
+        # read every 64 transactions stays valid; reading it each time costs a round trip.
+        if self._fee_uses <= 0:
+            block = self._retry(lambda: self.w3.eth.get_block("latest"))
+            self._fee_cap = 2 * int(block.get("baseFeePerGas", 10**9)) + 10**9
+            self._fee_uses = 64
+        self._fee_uses -= 1
+        return self._fee_cap
 
     def _next_nonce(self, address: str) -> int:
         if address not in self._nonces:
