@@ -35,6 +35,10 @@ BIG_GAS = 29_000_000
 MAX_UINT = 2**256 - 1
 
 
+def _label(contract: Contract) -> str:
+    return str(getattr(contract, "_vdg_name", "Contract"))
+
+
 class Web3Ledger:
     """The ledger on a real EVM (embedded py-evm or any JSON-RPC node).
 
@@ -124,6 +128,18 @@ class Web3Ledger:
         acct = sender if isinstance(sender, LocalAccount) else self.chain.key(sender)
         return self.chain.transact(self.c[contract], fn, args, acct, gas)
 
+    def _item(
+        self,
+        contract: str,
+        fn: str,
+        args: Sequence[Any],
+        acct: LocalAccount,
+        gas: int = DEFAULT_GAS_LIMIT,
+    ) -> tuple[LocalAccount, dict[str, Any], str]:
+        c = self.c[contract]
+        tx = {"to": c.address, "data": c.encode_abi(fn, args=list(args)), "gas": gas}
+        return acct, tx, f"{_label(c)}.{fn}"
+
     def _events(self, contract: str, event: str, receipt: Any) -> list[Any]:
         return list(self.c[contract].events[event]().process_receipt(receipt, errors=DISCARD))
 
@@ -143,17 +159,25 @@ class Web3Ledger:
 
     def add_households(self, n: int, *, credit_eur: float = 0.0) -> list[str]:
         """Create ``n`` households: role, meter key, approvals of market and billing, credit."""
-        accts = [self.chain.new_account() for _ in range(n)]
+        accts = [self.chain.new_account(fund=False) for _ in range(n)]
+        self.chain.fund([a.address for a in accts])
         addrs: list[str] = [str(a.address) for a in accts]
         self._tx("registry", "grantMany", [addrs, HOUSEHOLD], self.roles["admin"])
+        items = []
+        nano = eur_to_nano("credit_eur", credit_eur) if credit_eur > 0 else 0
         for a in accts:
             meter = self.chain.new_account(fund=False)
             self._meters[a.address] = meter
-            self._tx("registry", "registerMeter", [a.address, meter.address], self.roles["dso"])
-            self._tx("credit", "approve", [self.c["market"].address, MAX_UINT], a)
-            self._tx("credit", "approve", [self.c["billing"].address, MAX_UINT], a)
-            if credit_eur > 0:
-                self.mint_credit(a.address, credit_eur)
+            items.append(
+                self._item(
+                    "registry", "registerMeter", [a.address, meter.address], self.roles["dso"]
+                )
+            )
+            items.append(self._item("credit", "approve", [self.c["market"].address, MAX_UINT], a))
+            items.append(self._item("credit", "approve", [self.c["billing"].address, MAX_UINT], a))
+            if nano:
+                items.append(self._item("credit", "mint", [a.address, nano], self.roles["admin"]))
+        self.chain.send_batch(items)
         return addrs
 
     def meter_of(self, household: str) -> str:
