@@ -21,7 +21,9 @@ from ledger.client import Web3Ledger
 from ledger.errors import ChainUnavailableError
 
 
-def chain_config(chain: str | None, *, seed: int = 0, funder_key: str | None = None) -> ChainConfig:
+def chain_config(
+    chain: str | None, *, seed: int = 0, funder_key: str | None = None, poa: bool = False
+) -> ChainConfig:
     """Config for ``None``/``"embedded"`` or an ``http(s)://`` URL.
 
     Raises:
@@ -30,17 +32,17 @@ def chain_config(chain: str | None, *, seed: int = 0, funder_key: str | None = N
     if chain in (None, "", "embedded"):
         return ChainConfig(url=None, seed=seed)
     if chain.startswith(("http://", "https://")):
-        return ChainConfig(url=chain, seed=seed, funder_key=funder_key)
+        return ChainConfig(url=chain, seed=seed, funder_key=funder_key, poa=poa)
     raise ChainUnavailableError(f"chain={chain!r}: expected 'embedded', 'anvil' or an http(s) URL")
 
 
 @contextmanager
 def open_ledger(
-    chain: str | None = None, *, seed: int = 0, funder_key: str | None = None
+    chain: str | None = None, *, seed: int = 0, funder_key: str | None = None, poa: bool = False
 ) -> Iterator[Web3Ledger]:
     """Deploy a fresh ledger on the chosen chain for the duration of a ``with`` block."""
     if chain == "anvil":
         with AnvilNode() as node:
             yield Web3Ledger.deploy(ChainConfig(url=node.url, seed=seed))
         return
-    yield Web3Ledger.deploy(chain_config(chain, seed=seed, funder_key=funder_key))
+    yield Web3Ledger.deploy(chain_config(chain, seed=seed, funder_key=funder_key, poa=poa))

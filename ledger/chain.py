@@ -26,6 +26,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
+from web3.middleware import ExtraDataToPOAMiddleware
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import RPCEndpoint, TxParams
 
@@ -76,6 +77,8 @@ class ChainConfig:
         funder_key: a funded private key (hex) for nodes without an unlocked account.
         retries: attempts for a transient RPC error (connection reset, timeout).
         timeout_s: seconds to wait for a receipt.
+        poa: the node runs a proof-of-authority chain (geth clique, besu IBFT/QBFT) whose
+            blocks carry long ``extraData``; web3's ``ExtraDataToPOAMiddleware`` is injected.
     """
 
     url: str | None = None
@@ -83,6 +86,7 @@ class ChainConfig:
     funder_key: str | None = None
     retries: int = 3
     timeout_s: float = 60.0
+    poa: bool = False
 
 
 @cache
@@ -181,6 +185,8 @@ class Chain:
             self.w3 = Web3(provider)
         else:
             self.w3 = Web3(Web3.HTTPProvider(self.config.url, request_kwargs={"timeout": 60}))
+            if self.config.poa:
+                self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
             try:
                 self.w3.eth.chain_id  # noqa: B018 (probe the node)
             except _TRANSIENT as exc:

@@ -8,6 +8,7 @@ import pytest
 
 from ledger import anvil
 from ledger.backends import chain_config, open_ledger
+from ledger.chain import Chain, ChainConfig
 from ledger.errors import ChainUnavailableError
 
 
@@ -45,3 +46,15 @@ def test_open_ledger_on_anvil_and_by_url() -> None:
 def test_unreachable_url_is_a_chain_error() -> None:
     with pytest.raises(ChainUnavailableError), open_ledger("http://127.0.0.1:9"):
         pass
+
+
+@pytest.mark.chain
+def test_funder_key_and_poa_middleware_on_a_node() -> None:
+    with anvil.AnvilNode() as node:
+        bootstrap = Chain(ChainConfig(url=node.url, seed=77))
+        funder = bootstrap.new_account(fund=False)
+        bootstrap.fund([funder.address], 10**21)  # from the node's unlocked account
+        with open_ledger(node.url, seed=78, funder_key=funder.key.hex(), poa=True) as led:
+            (h,) = led.add_households(1, credit_eur=1.0)
+            assert led.credit_nano(h) == 1_000_000_000
+            assert led.chain.w3.eth.get_balance(funder.address) < 10**21 - 5 * 10**19  # it paid
