@@ -218,6 +218,9 @@ def from_pandapower(net: Any, name: str, *, has_profiles: bool = False,
         raise FeederError(f"feeder {name!r}: sn_mva must be finite and > 0, got {s_base!r}")
     bus_tab = net.bus
     vn = {int(b): float(bus_tab.vn_kv.at[b]) for b in bus_tab.index}
+    for b, kv in vn.items():
+        if not (math.isfinite(kv) and kv > 0):
+            raise FeederError(f"feeder {name!r}: bus {b} has vn_kv {kv!r}; it must be > 0")
     in_service_bus = {int(b) for b in bus_tab.index[bus_tab.in_service.astype(bool)]}
 
     # (a, b) -> list of (r_ohm, x_ohm, tau, i_max_ka, kind, element) referred to b's level
@@ -231,7 +234,11 @@ def from_pandapower(net: Any, name: str, *, has_profiles: bool = False,
         x = float(ln.x_ohm_per_km) * float(ln.length_km) / par
         _check_impedance(name, f"line {idx}", r, x)
         i_max = _finite_or(ln.max_i_ka, math.inf) * par
-        raw.append((int(ln.from_bus), int(ln.to_bus), r, x, 1.0, i_max, "line", int(idx)))
+        a, b = int(ln.from_bus), int(ln.to_bus)
+        if not math.isclose(vn[a], vn[b], rel_tol=1e-6):
+            raise FeederError(f"feeder {name!r}: line {idx} joins bus {a} at {vn[a]} kV and bus "
+                              f"{b} at {vn[b]} kV; a line needs one voltage level (vn_kv)")
+        raw.append((a, b, r, x, 1.0, i_max, "line", int(idx)))
     open_trafos = _open_elements(net, "t")
     for idx, tr in net.trafo.iterrows():
         if not bool(tr.in_service) or int(idx) in open_trafos:

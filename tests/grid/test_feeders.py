@@ -176,3 +176,18 @@ def test_describe_counts(feeder):
     row = describe(feeder("case33bw"))
     assert row["buses"] == 33
     assert row["profiles"] == "default day"
+
+
+def test_line_between_voltage_levels_is_an_inconsistent_unit_error():
+    net = line_net(3)
+    net.bus.at[2, "vn_kv"] = 20.0
+    with pytest.raises(FeederError, match=r"line 1 joins bus 1 at 0.4 kV and bus 2 at 20.0 kV"):
+        from_pandapower(net, "mixed")
+
+
+@pytest.mark.parametrize("kv", [0.0, -0.4, float("nan")])
+def test_bus_without_a_positive_nominal_voltage_is_refused(kv):
+    net = line_net(3)
+    net.bus.at[1, "vn_kv"] = kv
+    with pytest.raises(FeederError, match="bus 1 has vn_kv"):
+        from_pandapower(net, "novolt")
