@@ -70,6 +70,10 @@ def _register() -> None:
 
     cli.add_command(sweep)
 
+    from experiments.commands.viz import viz  # noqa: PLC0415
+
+    cli.add_command(viz)
+
 
 _register()
 

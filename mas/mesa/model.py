@@ -257,11 +257,11 @@ class VdgModel(Model):
             "time_h": lambda m: m.tick / TICKS_PER_SLOT if m.tick >= 0 else 0.0,
             "da_price_eur_per_kwh": lambda m: m.slot_price("day-ahead"),
             "rt_price_eur_per_kwh": lambda m: m.slot_price("real-time"),
-            "traded_kwh": lambda m: m.slot_volume_kwh(),
+            "slot_traded_kwh": lambda m: m.slot_volume_kwh(),
             "substation_import_kw": lambda m: m.slot_import_kw(),
             "battery_soc_frac": lambda m: m.mean_soc_frac(),
-            "v_min_pu": lambda m: m.slot_v_pu()[0],
-            "v_max_pu": lambda m: m.slot_v_pu()[1],
+            "slot_v_min_pu": lambda m: m.slot_v_pu()[0],
+            "slot_v_max_pu": lambda m: m.slot_v_pu()[1],
         }
         for key in SUMMARY_REPORTERS:
             reporters[key] = _summary_reporter(key)

@@ -61,7 +61,9 @@ def test_data_collector_follows_the_calendar(mesa_day: VdgModel) -> None:
     assert len(df) == TICKS_PER_DAY
     # the day-ahead session clears at tick 0: the midday slots have a price from then on
     assert df["da_price_eur_per_kwh"].notna().any()
-    assert (df["traded_kwh"] > 0).any()
+    assert (df["slot_traded_kwh"] > 0).any()
+    assert df["welfare_eur"].iloc[-1] == mesa_day.summary["welfare_eur"]
+    assert df["welfare_eur"].iloc[:-1].isna().all()
     soc = df["battery_soc_frac"].to_numpy()
     assert np.nanmax(soc) <= 1 + 1e-9
     assert np.nanmin(soc) >= -1e-9
