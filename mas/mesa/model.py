@@ -252,7 +252,9 @@ class VdgModel(Model):
         self.metered_state: GridState | None = None
         self.summary: dict[str, Any] | None = None
         self.setup_s = time.perf_counter() - t0
-        self._t_start = time.perf_counter()
+        self.phase_s = dict.fromkeys(("plan", "day-ahead", "real-time", "delivery", "collect"),
+                                     0.0)
+        self._t_init = t0
         reporters = {
             "time_h": lambda m: m.tick / TICKS_PER_SLOT if m.tick >= 0 else 0.0,
             "da_price_eur_per_kwh": lambda m: m.slot_price("day-ahead"),
@@ -285,18 +287,29 @@ class VdgModel(Model):
             return
         self.tick += 1
         t, quarter = divmod(self.tick, TICKS_PER_SLOT)
+        clock = time.perf_counter
         if self.tick == 0:
+            t0 = clock()
             self._plan()
+            self.phase_s["plan"] += clock() - t0
+            t0 = clock()
             self._session(self.sessions_plan[0])
+            self.phase_s["day-ahead"] += clock() - t0
         if quarter == 0:
             for plan in self.sessions_plan[1:]:
                 if plan.slots[0] == t:
+                    t0 = clock()
                     self._session(plan)
+                    self.phase_s["real-time"] += clock() - t0
         if quarter == TICKS_PER_SLOT - 1:
+            t0 = clock()
             self._deliver(t)
+            self.phase_s["delivery"] += clock() - t0
         if self.tick == TICKS_PER_DAY - 1:
             self._close()
+        t0 = clock()
         self.datacollector.collect(self)
+        self.phase_s["collect"] += clock() - t0
 
     def run_day(self) -> dict[str, Any]:
         """Step to the end of the day and return the summary."""
@@ -408,7 +421,7 @@ class VdgModel(Model):
                 led.withdraw(account)
         from mas.mesa.summary import day_summary  # noqa: PLC0415 - avoids an import cycle
 
-        self.summary = day_summary(self, time.perf_counter() - self._t_start)
+        self.summary = day_summary(self, time.perf_counter() - self._t_init)
         self.running = False
 
     # ------------------------------------------------------------------------ reporters

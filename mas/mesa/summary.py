@@ -65,7 +65,11 @@ def _local_kwh(model: VdgModel) -> dict[str, np.ndarray]:
 
 
 def day_summary(model: VdgModel, wall_time_s: float) -> dict[str, Any]:
-    """The run summary (same fields as the SPADE runtime's ``summary.json``)."""
+    """The run summary (the fields of the SPADE runtime's ``summary.json``, and phase times).
+
+    ``wall_time_s`` runs from the model's construction (world, ledger, agents) to the end of
+    the day; ``setup_s`` and ``<phase>_s`` split it.
+    """
     led = model.ledger
     imp = np.asarray(model.world.import_eur_per_kwh)
     exp = np.asarray(model.world.export_eur_per_kwh)
@@ -128,4 +132,6 @@ def day_summary(model: VdgModel, wall_time_s: float) -> dict[str, Any]:
         "money_conserved": bool(money_ok),
         "energy_conserved": bool(balanced and led.energy_supply_wh() == exported_wh),
         "wall_time_s": round(wall_time_s, 3),
+        "setup_s": round(model.setup_s, 3),
+        **{f"{k}_s": round(v, 3) for k, v in model.phase_s.items()},
     }
