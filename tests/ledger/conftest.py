@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from ledger.anvil import AnvilNode
 from ledger.chain import ChainConfig
 from ledger.client import Web3Ledger
-from ledger.orders import OrderVector
+from tests.ledger.sessions import SESSION_VECTORS, Session
 
 _seeds = itertools.count(1000)
 
@@ -35,26 +34,6 @@ def led(request: pytest.FixtureRequest) -> Web3Ledger:
         url = request.getfixturevalue("anvil_url")
         return Web3Ledger.deploy(ChainConfig(url=url, seed=next(_seeds)))
     return Web3Ledger.deploy()
-
-
-@dataclass
-class Session:
-    """A market session driven through its phases in a test."""
-
-    led: Web3Ledger
-    sid: int
-    households: list[str]
-    vectors: list[OrderVector]
-    start_slot: int
-
-
-SESSION_VECTORS = [
-    # two slots; qty kWh (buy > 0, sell < 0), price EUR/kWh
-    OrderVector.from_kwh([1.0, -0.5], [0.30, 0.10]),
-    OrderVector.from_kwh([2.0, 1.0], [0.25, 0.40]),
-    OrderVector.from_kwh([-1.5, -2.0], [0.05, 0.10]),
-    OrderVector.from_kwh([-1.0, 0.0], [0.20, 0.0]),
-]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ledger.client import Web3Ledger
 from ledger.orders import OrderVector
-from tests.ledger.test_parity_market import MAX_HOUSEHOLDS, books
+from tests.ledger.strategies import MAX_HOUSEHOLDS, books
 
 pytestmark = pytest.mark.chain
 

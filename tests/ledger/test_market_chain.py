@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from ledger.client import Web3Ledger
-from tests.ledger.conftest import Session
+from tests.ledger.sessions import Session
 
 pytestmark = pytest.mark.chain
 

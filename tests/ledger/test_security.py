@@ -11,7 +11,7 @@ from ledger.chain import decode_revert
 from ledger.client import HOUSEHOLD, MAX_UINT, Web3Ledger
 from ledger.errors import ContractRevert, FixedPointError
 from ledger.orders import OrderVector, SlotOrder, commitment, sort_book
-from tests.ledger.conftest import Session
+from tests.ledger.sessions import Session
 
 pytestmark = pytest.mark.chain
 
