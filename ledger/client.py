@@ -143,6 +143,33 @@ class Web3Ledger:
     def _events(self, contract: str, event: str, receipt: Any) -> list[Any]:
         return list(self.c[contract].events[event]().process_receipt(receipt, errors=DISCARD))
 
+    def events(
+        self, contract: str, event: str, *, from_block: int = 0, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """Decoded logs of one event, oldest first: ``events("market", "SlotCleared", session=3)``.
+
+        Args:
+            contract: ``registry``, ``credit``, ``energy``, ``market``, ``admm``, ``fleet``,
+                ``billing``.
+            event: the event name.
+            from_block: first block to search.
+            filters: values of indexed arguments.
+        """
+        logs = (
+            self.c[contract]
+            .events[event]()
+            .get_logs(from_block=from_block, argument_filters=filters or None)
+        )
+        logs = sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return [
+            {
+                **dict(e["args"]),
+                "blockNumber": e["blockNumber"],
+                "transactionHash": e["transactionHash"].hex(),
+            }
+            for e in logs
+        ]
+
     # ------------------------------------------------------------------------ roles
 
     def grant(self, account: str, role: int, *, sender: str | None = None) -> None:

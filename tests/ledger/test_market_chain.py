@@ -100,3 +100,13 @@ def test_gas_is_recorded_per_call(session_factory: Callable[..., Session]) -> No
     assert "VdgMarket.reveal" in calls
     assert "VdgMarket.clear" in calls
     assert all(r.gas_used > 21_000 for r in s.led.gas_log if r.call.startswith("VdgMarket."))
+
+
+def test_events_are_readable_by_name(session_factory: Callable[..., Session]) -> None:
+    s = session_factory("cleared")
+    cleared = s.led.events("market", "SlotCleared", session=s.sid)
+    assert [e["slot"] for e in cleared] == [0, 1]
+    assert cleared[0]["volumeWh"] == 1000
+    committed = s.led.events("market", "Committed", session=s.sid)
+    assert [e["household"] for e in committed] == s.households
+    assert s.led.events("market", "Committed", session=s.sid + 1) == []
