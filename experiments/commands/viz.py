@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import solara
 
+from mas.mesa.model import LedgerKind
 from mas.mesa.params import scenario_with
 from mas.mesa.viz import VdgPage
 from mas.scenario import Scenario
@@ -31,7 +32,8 @@ def Page() -> None:  # noqa: N802 - the name Solara looks for
     from experiments.commands.sweep import resolve_scenario  # noqa: PLC0415
 
     scenario = solara.use_memo(lambda: _scenario_from_env(resolve_scenario), [])
-    VdgPage(scenario, os.environ.get(ENV_LEDGER, "memory"))
+    ledger: LedgerKind = "evm" if os.environ.get(ENV_LEDGER) == "evm" else "memory"
+    VdgPage(scenario, ledger)
 
 
 def _scenario_from_env(resolve: Callable[[str | None], Scenario]) -> Scenario:

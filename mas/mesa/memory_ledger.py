@@ -9,7 +9,9 @@ either ledger moves the same Wh and nEUR. It lives beside the Mesa runtime becau
 must not import ``market``; the behaviour tests in ``tests/mas/mesa`` run against both.
 
 No signatures, no gas: an address is only a name here, and any caller may act for any account
-(the role checks of the contracts are kept where the market's outcome depends on them).
+(``sender`` arguments are accepted and ignored; role checks are kept only where the market's
+outcome depends on them: only registered households trade). It implements the market part of
+:class:`ledger.protocol.Ledger`, not the fleet, billing and ADMM contracts.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class MemoryLedger:
         self._household_of: dict[str, str] = {}  # meter -> household
         self._attested: dict[tuple[str, int], int] = {}  # (meter, slot) -> net Wh
         self._sessions: dict[int, _Session] = {}
+        self._sealed: dict[tuple[int, str], tuple[OrderVector, bytes]] = {}
         self.gas_log: list[GasRecord] = []  # no gas in memory; kept for the same interface
         names = ("registry", "credit", "energy", "market", "admm", "fleet", "billing", "admin",
                  "dso", "auctioneer", "aggregator", "treasury")
@@ -111,8 +114,8 @@ class MemoryLedger:
         """The meter address registered for a household (the zero address if none)."""
         return self._meters.get(to_checksum_address(household), "0x" + "00" * 20)
 
-    def mint_credit(self, to: str, amount_eur: float) -> None:
-        """Mint Credit (1e-9 EUR) to an account."""
+    def mint_credit(self, to: str, amount_eur: float, *, sender: str | None = None) -> None:
+        """Mint Credit (1e-9 EUR) to an account (``sender`` is accepted and ignored)."""
         amount = eur_to_nano("amount_eur", amount_eur)
         if amount == 0:
             raise _revert("ZeroAmount")
@@ -144,7 +147,8 @@ class MemoryLedger:
 
     # ------------------------------------------------------------------------ proof of flow
 
-    def attest(self, slot: int, net_export_kwh: Mapping[str, float]) -> None:
+    def attest(self, slot: int, net_export_kwh: Mapping[str, float], *,
+               sender: str | None = None) -> None:
         """DSO attests households' metered net export in a slot; mints tokens for export.
 
         All or nothing: a reading out of range, an unknown meter or a second attestation of a
@@ -207,9 +211,12 @@ class MemoryLedger:
                 "revealEnd": s.reveal_end, "state": state,
                 "penaltyNanoPerWh": s.penalty_nano_per_wh}
 
-    def commit(self, sid: int, household: str, orders: OrderVector, salt: bytes) -> bytes:
-        """Seal a household's order vector (the client keeps nothing: pass vector and salt)."""
+    def commit(self, sid: int, household: str, orders: OrderVector,
+               salt: bytes | None = None) -> bytes:
+        """Seal a household's order vector; keeps vector and salt for :meth:`reveal`."""
         h = to_checksum_address(household)
+        if salt is None:
+            salt = keccak(text=f"salt:{self._seed}:{sid}:{h}")
         s = self._session(sid)
         if s.state != "open":
             raise _revert("BadSession", sid)
@@ -220,11 +227,22 @@ class MemoryLedger:
         if h in s.seals:
             raise _revert("AlreadyCommitted", h)
         s.seals[h] = commitment(sid, h, orders.encode(), salt)
+        self._sealed[(sid, h)] = (orders, salt)
         return salt
 
-    def reveal(self, sid: int, household: str, orders: OrderVector, salt: bytes) -> None:
-        """Open a sealed vector; escrows the buys at their limits and the sells' penalty bond."""
+    def reveal(self, sid: int, household: str, orders: OrderVector | None = None,
+               salt: bytes | None = None) -> None:
+        """Open a sealed vector (the stored one unless given).
+
+        Escrows the buys at their limit prices and the sells' penalty bond.
+        """
         h = to_checksum_address(household)
+        if orders is None or salt is None:
+            if (sid, h) not in self._sealed:
+                raise ProtocolError(f"no sealed order vector of {h} in session {sid}")
+            stored_orders, stored_salt = self._sealed[(sid, h)]
+            orders = orders or stored_orders
+            salt = salt or stored_salt
         s = self._session(sid)
         if s.state != "open":
             raise _revert("BadSession", sid)
@@ -262,8 +280,13 @@ class MemoryLedger:
         s = self._session(sid)
         return [h for h, _ in s.book], [v for _, v in s.book]
 
-    def clear(self, sid: int) -> SessionClearing:
-        """Clear every slot with Huang's mechanism (ties by reveal order, as on chain)."""
+    def clear(self, sid: int, *, sorted_book: bytes | None = None) -> SessionClearing:
+        """Clear every slot with Huang's mechanism (ties by reveal order, as on chain).
+
+        ``sorted_book`` is accepted for the client interface and ignored: the sort is
+        recomputed here, so a forged sort cannot be tested against this ledger.
+        """
+        del sorted_book
         s = self._session(sid)
         if s.state != "open" or self._now < s.reveal_end:
             raise _revert("ClearingNotOpen", sid)
@@ -296,7 +319,7 @@ class MemoryLedger:
         s.state = "cleared"
         return out
 
-    def settle(self, sid: int) -> None:
+    def settle(self, sid: int, *, sender: str | None = None) -> None:
         """Settle a cleared session against the attestations (the contract's arithmetic).
 
         Buyers pay the buyer price for what they bought; sellers get the seller price for what

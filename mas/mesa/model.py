@@ -349,7 +349,7 @@ class VdgModel(Model):
             self.flex_calls += 1
             self.flex_kw += result.procured_kw
         self.planned_state = dso.grid_state(
-            {h.hid: np.asarray(h.brain.plan.net_export_kw) + h.brain.flex_kw
+            {h.hid: (np.asarray(h.brain.plan.net_export_kw) + h.brain.flex_kw).tolist()
              for h in self.households if h.brain.plan is not None})
 
     def _session(self, plan: SessionPlan) -> None:
@@ -407,7 +407,7 @@ class VdgModel(Model):
         self.ledger.attest(slot, {self.address_of[hid]: e for hid, e in clean.items()})
         self.delivered = slot + 1
         self.metered_state = self.dso.brain.grid_state(
-            {h.hid: self.metered_kw[:, k] for k, h in enumerate(self.households)})
+            {h.hid: self.metered_kw[:, k].tolist() for k, h in enumerate(self.households)})
         for rec in list(self._unsettled):
             if rec.plan.slots[-1] <= slot:
                 self.ledger.settle(rec.sid)

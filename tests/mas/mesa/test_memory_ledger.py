@@ -6,6 +6,7 @@ calls); the Hypothesis test clears random books on both and compares Wh and pric
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from ledger.client import Web3Ledger
 from ledger.errors import ContractRevert
 from ledger.orders import OrderVector, SlotOrder
+from ledger.protocol import Ledger
 from mas.mesa.memory_ledger import MemoryLedger
 
 VECTORS = [
@@ -212,3 +214,24 @@ def test_memory_clears_random_books_like_the_chain(pair, vectors) -> None:
     b = _clear(evm, evm_hh, vectors)
     assert a.cleared_wh == b.cleared_wh
     assert a.slots == b.slots
+
+
+def test_memory_ledger_offers_the_market_part_of_the_ledger_protocol() -> None:
+    market = ("add_households", "mint_credit", "credit_nano", "energy_wh", "attest",
+              "open_session", "commit", "reveal", "clear", "settle", "withdraw", "advance_time")
+    for name in market:
+        ours = inspect.signature(getattr(MemoryLedger, name))
+        theirs = inspect.signature(getattr(Ledger, name))
+        assert list(ours.parameters) == list(theirs.parameters), name
+
+
+def test_stored_vector_and_derived_salt_are_revealed() -> None:
+    led = MemoryLedger.deploy(2)
+    hh = led.add_households(2, credit_eur=10.0)
+    sid = led.open_session(0, 1, commit_s=60, reveal_s=60)
+    led.commit(sid, hh[0], OrderVector.from_kwh([1.0], [0.2]))
+    led.commit(sid, hh[1], OrderVector.from_kwh([-1.0], [0.1]))
+    led.advance_time(61)
+    led.reveal(sid, hh[0])
+    led.reveal(sid, hh[1])
+    assert led.escrow_of(sid, hh[0]) == (True, 1000 * 200_000)
