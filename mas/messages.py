@@ -22,6 +22,7 @@ kind                   performative  fields
 ``market.reveal``      cfp           session
 ``market.orders``      propose       session, qty_wh[], price_ueur_per_kwh[], salt (hex)
 ``market.result``      inform        session, cleared_wh[], buy/sell price per slot
+``fleet.forecast``     inform        net_export_kw[24] (the neighbourhood's expected position)
 ``deliver``            inform        slot (run the slot for real)
 ``meter.reading``      inform        slot, net_export_kwh
 ``day.end``            inform        (none)
@@ -140,6 +141,7 @@ SCHEMAS: dict[str, dict[str, Check]] = {
     "market.result": {"session": _SESSION, "cleared_wh": _list(_WH, 1, SLOTS),
                       "buy_price_ueur_per_kwh": _list(_UPRICE, 1, SLOTS),
                       "sell_price_ueur_per_kwh": _list(_UPRICE, 1, SLOTS)},
+    "fleet.forecast": {"net_export_kw": _PROFILE_KW},
     "deliver": {"slot": _SLOT},
     "meter.reading": {"slot": _SLOT, "net_export_kwh": _num(-1e4, 1e4)},
     "day.end": {},

@@ -25,6 +25,7 @@ VALID = {
                       "salt": "00" * 32},
     "market.result": {"session": "da", "cleared_wh": [1], "buy_price_ueur_per_kwh": [2],
                       "sell_price_ueur_per_kwh": [1]},
+    "fleet.forecast": {"net_export_kw": [0.5] * 24},
     "deliver": {"slot": 5},
     "meter.reading": {"slot": 5, "net_export_kwh": -1.25},
     "day.end": {},

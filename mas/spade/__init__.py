@@ -1,0 +1,1 @@
+"""SPADE 4 shells around the brains: the embedded XMPP server, agents, behaviours, processes."""

@@ -1,0 +1,272 @@
+"""SPADE agents around the brains: one inbox behaviour, validated bodies, FIPA performatives.
+
+Every agent sends over its XMPP stream — never through SPADE's in-process container shortcut —
+so all inter-agent traffic crosses the server even when two agents share a process. The inbox
+validates each body (:func:`mas.messages.parse`); a malformed one is answered ``not-understood``
+naming the error, a well-formed one that does not fit the protocol's state ``failure``, and the
+agent keeps running with its state untouched. Requests are handled once per
+``(kind, session, round, sender)``; a repeated request gets the stored answer again, so an
+initiator may resend after a lost message. Initiators wait for replies with a deadline
+(:meth:`VdgAgent.gather`), resending to the silent ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import numpy as np
+from spade.agent import Agent
+from spade.behaviour import CyclicBehaviour
+from spade.message import Message
+
+from ledger.orders import commitment
+from mas.brains.auctioneer import vector_from_intent
+from mas.brains.household import HouseholdBrain, OrderIntent
+from mas.errors import MasError, MessageError
+from mas.messages import Body, dump, parse
+
+log = logging.getLogger(__name__)
+
+CFP, PROPOSE, ACCEPT, INFORM = "cfp", "propose", "accept-proposal", "inform"
+FAILURE, NOT_UNDERSTOOD = "failure", "not-understood"
+REPLY_KINDS = {"plan.answer", "flex.offer", "market.sealed", "market.orders", "meter.reading"}
+
+Handler = Callable[[str, Body], Awaitable[tuple[str, str, dict[str, Any]] | None]]
+
+
+class _Inbox(CyclicBehaviour):
+    async def run(self) -> None:
+        msg = await self.receive(timeout=1)
+        if msg is not None:
+            await self.agent.handle(msg)  # type: ignore[attr-defined]
+
+
+class VdgAgent(Agent):
+    """Base of the vdg agents.
+
+    Args:
+        name: local part of the JID (``h000``, ``dso``, ...).
+        domain: XMPP domain.
+        port: the server's client port.
+        password: account password (accounts are registered in band).
+    """
+
+    def __init__(self, name: str, domain: str, port: int, password: str) -> None:
+        super().__init__(f"{name}@{domain}", password, port=port, verify_security=False)
+        self.name_ = name
+        self.domain = domain
+        self.handlers: dict[str, Handler] = {}
+        self.answered: dict[tuple[str, str, int, str], tuple[str, str, dict[str, Any]] | None] = {}
+        self.replies: dict[tuple[str, str, int], dict[str, Body]] = {}
+        self.failures: list[tuple[str, str]] = []
+        self.rejected = 0
+        self.sent = 0
+        self._changed: asyncio.Event | None = None
+        self._stopping = False
+
+    async def setup(self) -> None:
+        """Add the inbox and reconnect when the stream drops."""
+        self._changed = asyncio.Event()
+        self.add_behaviour(_Inbox())
+        self.client.add_event_handler("disconnected", self._reconnect)
+
+    async def stop(self) -> None:
+        """Leave the server for good (no reconnection)."""
+        self._stopping = True
+        await super().stop()
+
+    async def _reconnect(self, _event: object) -> None:
+        if self._stopping or not self.is_alive():
+            return
+        log.warning("%s: disconnected from the XMPP server; reconnecting", self.name_)
+        await asyncio.sleep(0.5)
+        self.client.connect(host=self.jid.host, port=self.xmpp_port)
+
+    def jid_of(self, name: str) -> str:
+        """Bare JID of another agent by name."""
+        return f"{name}@{self.domain}"
+
+    def send_body(self, to: str, performative: str, kind: str, **fields: Any) -> None:
+        """Send a validated body to agent ``to`` over XMPP."""
+        msg = Message(to=self.jid_of(to), body=dump(kind, **fields))
+        msg.sender = str(self.jid)
+        msg.set_metadata("performative", performative)
+        msg.set_metadata("protocol", kind.split(".", maxsplit=1)[0])
+        msg.prepare(self.client).send()
+        self.sent += 1
+
+    def send_raw(self, to: str, performative: str, body: str) -> None:
+        """Send an arbitrary body (tests: malformed input)."""
+        msg = Message(to=self.jid_of(to), body=body)
+        msg.set_metadata("performative", performative)
+        msg.prepare(self.client).send()
+        self.sent += 1
+
+    async def handle(self, msg: Message) -> None:
+        """Validate, deduplicate, dispatch and answer one message."""
+        sender = str(msg.sender).split("@", 1)[0]
+        performative = msg.get_metadata("performative") or ""
+        try:
+            body = parse(msg.body)
+        except MessageError as exc:
+            self.rejected += 1
+            if performative not in (NOT_UNDERSTOOD, FAILURE):
+                self.send_body(sender, NOT_UNDERSTOOD, "error", error=str(exc)[:2000])
+            log.debug("%s: not understood from %s: %s", self.name_, sender, exc)
+            return
+        kind, session, round_ = body.key
+        if performative in (NOT_UNDERSTOOD, FAILURE):
+            self.failures.append((sender, str(body.fields.get("error", ""))))
+            log.warning("%s: %s from %s: %s", self.name_, performative, sender,
+                        body.fields.get("error"))
+            self._notify()
+            return
+        if kind in REPLY_KINDS:  # a reply to one of our requests
+            self.replies.setdefault((kind, session, round_), {}).setdefault(sender, body)
+            self._notify()
+            return
+        key = (kind, session, round_, sender)
+        if key in self.answered:  # idempotent: same request, same answer
+            answer = self.answered[key]
+        else:
+            handler = self.handlers.get(kind)
+            if handler is None:
+                self.rejected += 1
+                self.send_body(sender, NOT_UNDERSTOOD, "error",
+                               error=f"{self.name_} does not handle {kind!r}")
+                return
+            try:
+                answer = await handler(sender, body)
+            except MasError as exc:
+                self.rejected += 1
+                self.send_body(sender, FAILURE, "error", error=str(exc)[:2000])
+                return
+            self.answered[key] = answer
+        if answer is not None:
+            perf, reply_kind, fields = answer
+            self.send_body(sender, perf, reply_kind, **fields)
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def gather(self, kind: str, session: str, round_: int, to: Iterable[str],
+                     send: Callable[[str], None], timeout_s: float, attempts: int = 2
+                     ) -> dict[str, Body]:
+        """Send a request to each of ``to`` and wait for their ``kind`` replies.
+
+        Returns when every recipient answered or at the deadline; silent recipients get the
+        request again once per further attempt (handling is idempotent, so a resent request
+        gets the same answer).
+        """
+        want = list(to)
+        key = (kind, session, round_)
+        for name in want:
+            send(name)
+        loop = asyncio.get_running_loop()
+        for attempt in range(attempts):
+            end = loop.time() + timeout_s / attempts
+            while True:
+                got = self.replies.get(key, {})
+                missing = [n for n in want if n not in got]
+                if not missing:
+                    break
+                left = end - loop.time()
+                if left <= 0:
+                    break
+                assert self._changed is not None
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(left, 0.5))
+            if not missing:
+                break
+            if attempt + 1 < attempts:
+                log.info("%s: %d silent on %s %s; asking again", self.name_, len(missing), kind,
+                         session)
+                for name in missing:
+                    send(name)
+        got = self.replies.get(key, {})
+        return {n: got[n] for n in want if n in got}
+
+
+class HouseholdAgent(VdgAgent):
+    """A household's trading agent around its :class:`HouseholdBrain`."""
+
+    def __init__(self, brain: HouseholdBrain, domain: str, port: int, password: str) -> None:
+        super().__init__(brain.spec.id, domain, port, password)
+        self.brain = brain
+        self.sealed: dict[str, tuple[OrderIntent, bytes, bytes]] = {}
+        self.done = asyncio.Event()
+        self.handlers = {
+            "plan.round": self.on_plan_round,
+            "plan.final": self.on_ack,
+            "flex.call": self.on_flex_call,
+            "flex.award": self.on_flex_award,
+            "market.commit": self.on_commit,
+            "market.reveal": self.on_reveal,
+            "market.result": self.on_ack,
+            "deliver": self.on_deliver,
+            "day.end": self.on_day_end,
+        }
+
+    async def on_ack(self, _sender: str, _body: Body) -> None:
+        """Informs and acceptances that need no answer."""
+        return
+
+    async def on_plan_round(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Re-optimise against the round's price and propose the net import."""
+        plan = self.brain.make_plan(body["lam_eur_per_kwh"])
+        return PROPOSE, "plan.answer", {"round": body["round"],
+                                         "net_import_kw": [-x for x in plan.net_export_kw]}
+
+    async def on_flex_call(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Offer battery headroom (or nothing: p_kw 0)."""
+        offer = self.brain.flex_offer(body["slot"], body["direction"])
+        p, price = (offer.p_kw, offer.price_eur_per_kwh) if offer else (0.0, 0.0)
+        return PROPOSE, "flex.offer", {"session": body["session"], "p_kw": p,
+                                        "price_eur_per_kwh": price}
+
+    async def on_flex_award(self, _sender: str, body: Body) -> None:
+        """Commit to an accepted offer."""
+        self.brain.accept_flex(body["slot"], body["direction"], body["p_kw"])
+
+    async def on_commit(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Seal the session's orders: send only their commitment."""
+        slots = list(body["slots"])
+        name = body["session"]
+        if name == "da":
+            intent = self.brain.day_ahead_orders(slots)
+        else:
+            intent = self.brain.real_time_orders(slots)
+        if intent.empty:
+            return PROPOSE, "market.sealed", {"session": name, "commitment": None}
+        vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
+        salt = self.brain.salt(body["chain_session"])
+        digest = commitment(body["chain_session"], body["address"], vec.encode(), salt)
+        self.sealed[name] = (intent, salt, digest)
+        return PROPOSE, "market.sealed", {"session": name, "commitment": digest}
+
+    async def on_reveal(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Open the sealed orders."""
+        name = body["session"]
+        if name not in self.sealed:
+            raise MessageError(f"field 'session': nothing sealed for session {name!r}")
+        intent, salt, _ = self.sealed[name]
+        vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
+        return PROPOSE, "market.orders", {
+            "session": name, "qty_wh": [s.qty_wh for s in vec.slots],
+            "price_ueur_per_kwh": [s.price_ueur_per_kwh for s in vec.slots], "salt": salt}
+
+    async def on_deliver(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Run a slot for real and report the meter."""
+        d = self.brain.deliver(body["slot"])
+        return INFORM, "meter.reading", {"slot": body["slot"],
+                                         "net_export_kwh": float(np.round(d.net_export_kw, 6))}
+
+    async def on_day_end(self, _sender: str, _body: Body) -> None:
+        """The day is over."""
+        self.done.set()

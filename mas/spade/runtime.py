@@ -1,0 +1,458 @@
+"""One simulated day over XMPP and the chain: processes, agents and the day's protocol.
+
+:class:`DayRunner` starts (or joins) the XMPP server, deploys the ledger, spreads the household
+agents over worker processes, runs the DSO, auctioneer and aggregator agents in this process and
+drives the day (DESIGN "One simulated day"):
+
+1. coordination rounds of the DSO with every household (aggregator-step interface);
+2. grid check and flexibility calls where a voltage or the import limit binds;
+3. the day-ahead session: sealed commitments, reveals, clearing on chain;
+4. per block of slots: a real-time session for the deviations, then delivery and metering, the
+   DSO attesting each slot on chain;
+5. settlement of every session on chain and withdrawal of what is owed.
+
+Simulated time is event-driven: each phase starts when the previous one has finished (or its
+deadline passed), so a day takes as long as its messages and transactions. Every wait has a
+deadline; the whole day has one too. Everything started is stopped on every exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ledger.orders import OrderVector, SlotOrder
+from mas.brains.aggregator import AggregatorBrain
+from mas.brains.auctioneer import SessionBook, day_sessions
+from mas.brains.dso import DsoBrain
+from mas.chainops import ChainOps
+from mas.errors import MasError, RuntimeFailureError
+from mas.messages import Body
+from mas.scenario import Scenario
+from mas.spade.agents import ACCEPT, CFP, INFORM, PROPOSE, VdgAgent
+from mas.spade.server import EmbeddedXmppServer
+from mas.world import SLOTS, World, build_world
+
+log = logging.getLogger(__name__)
+
+AGGREGATOR = "agg"
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(slots=True)
+class DayRecord:
+    """What happened, as the operator's agents saw it (inputs of the summary and report)."""
+
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    plans_import_kw: dict[str, list[float]] = field(default_factory=dict)
+    flex: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    cleared: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
+    limits: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    metered_kwh: dict[str, list[float]] = field(default_factory=dict)
+    missing_readings: int = 0
+    clearing_matches: bool = True
+
+
+class AggregatorAgent(VdgAgent):
+    """The aggregator's agent: bids its fleet plan into the day-ahead session."""
+
+    def __init__(self, brain: AggregatorBrain, salt_seed: int, domain: str, port: int,
+                 password: str) -> None:
+        super().__init__(AGGREGATOR, domain, port, password)
+        self.brain = brain
+        self.salt_seed = salt_seed
+        self.sealed: dict[str, tuple[OrderVector, bytes]] = {}
+        self.handlers = {"fleet.forecast": self.on_forecast, "market.commit": self.on_commit,
+                         "market.reveal": self.on_reveal, "market.result": self.on_result,
+                         "day.end": self.on_result}
+
+    async def on_forecast(self, _s: str, body: Body) -> None:
+        """Plan the fleet from the neighbourhood's expected position."""
+        self.brain.make_plan(body["net_export_kw"])
+
+    async def on_result(self, _s: str, _b: Body) -> None:
+        """Nothing to answer."""
+        return
+
+    async def on_commit(self, _s: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Seal the day-ahead bids (abstain from real-time sessions)."""
+        from ledger.orders import commitment  # noqa: PLC0415
+        from mas.brains.auctioneer import vector_from_intent  # noqa: PLC0415
+
+        name = body["session"]
+        intent = self.brain.day_ahead_orders(list(body["slots"]))
+        if name != "da" or intent.empty:
+            return PROPOSE, "market.sealed", {"session": name, "commitment": None}
+        vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
+        import hashlib  # noqa: PLC0415
+
+        salt = hashlib.sha256(f"vdg-salt:{self.salt_seed}:agg:{body['chain_session']}"
+                              .encode()).digest()
+        self.sealed[name] = (vec, salt)
+        digest = commitment(body["chain_session"], body["address"], vec.encode(), salt)
+        return PROPOSE, "market.sealed", {"session": name, "commitment": digest}
+
+    async def on_reveal(self, _s: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Open the sealed bids."""
+        vec, salt = self.sealed[body["session"]]
+        return PROPOSE, "market.orders", {
+            "session": body["session"], "qty_wh": [s.qty_wh for s in vec.slots],
+            "price_ueur_per_kwh": [s.price_ueur_per_kwh for s in vec.slots], "salt": salt}
+
+
+class DayRunner:
+    """Runs one day of a scenario through XMPP and the chain.
+
+    Args:
+        scenario: the scenario.
+        xmpp: ``HOST[:PORT]`` of an existing server, or ``None`` to start the embedded one.
+        chain_url: JSON-RPC URL of a chain node, or ``None`` for the embedded chain.
+        progress: called with (phase, done, total) as the day advances.
+        start_households: start the household worker processes here (False: they are started
+            elsewhere, e.g. ``vdg agents`` on other machines).
+        password: password of the agents' XMPP accounts.
+        hooks: test hooks called with the runner at phase boundaries (by phase name).
+    """
+
+    def __init__(self, scenario: Scenario, *, xmpp: str | None = None,
+                 chain_url: str | None = None, progress: Progress | None = None,
+                 start_households: bool = True, password: str = "vdg",
+                 hooks: dict[str, Callable[[DayRunner], None]] | None = None) -> None:
+        self.scenario = scenario
+        self.xmpp = xmpp
+        self.chain_url = chain_url
+        self.progress = progress or (lambda phase, done, total: None)
+        self.start_households = start_households
+        self.password = password
+        self.hooks = hooks or {}
+        self.server: EmbeddedXmppServer | None = None
+        self.workers: list[subprocess.Popen[str]] = []
+        self.world: World | None = None
+        self.ops: ChainOps | None = None
+        self.record = DayRecord()
+        self.dso_brain: DsoBrain | None = None
+        self.agents: list[VdgAgent] = []
+        self.client_messages = 0
+        self.rejected = 0
+        self._tmp = Path(tempfile.mkdtemp(prefix="vdg-day-"))
+
+    # ------------------------------------------------------------------------ lifecycle
+    def run(self) -> DayRecord:
+        """Run the day; stops everything it started, also on errors and Ctrl-C."""
+        import spade  # noqa: PLC0415
+
+        try:
+            self._start_infrastructure()
+            spade.run(self._day_with_deadline())
+        finally:
+            self.close()
+        return self.record
+
+    def close(self) -> None:
+        """Stop workers and the embedded server."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.workers:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self.server is not None:
+            self.server.stop()
+        for p in self._tmp.glob("*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        with contextlib.suppress(OSError):
+            self._tmp.rmdir()
+
+    @property
+    def domain_port(self) -> tuple[str, int]:
+        """XMPP domain and client port in use."""
+        if self.server is not None:
+            return self.server.domain, self.server.client_port
+        from mas.spade.worker import parse_xmpp  # noqa: PLC0415
+
+        return parse_xmpp(self.xmpp or "localhost")
+
+    def server_messages(self) -> int | None:
+        """Messages the embedded server routed (``None`` on an external server)."""
+        return self.server.messages() if self.server is not None else None
+
+    def _start_infrastructure(self) -> None:
+        sc = self.scenario
+        self.progress("start", 0, 4)
+        if self.xmpp is None:
+            self.server = EmbeddedXmppServer().start()
+        domain, port = self.domain_port
+        self.progress("start", 1, 4)
+        if self.start_households:
+            self._spawn_workers(domain, port)
+        self.world = build_world(sc)
+        self.progress("start", 2, 4)
+        participants = [*self.world.ids, AGGREGATOR]
+        self.ops = ChainOps(participants, sc.market.credit_eur, self.chain_url, seed=sc.seed)
+        self.progress("start", 3, 4)
+        self.dso_brain = DsoBrain(self.world, sc.grid)
+
+    def _spawn_workers(self, domain: str, port: int) -> None:
+        sc = self.scenario
+        n = len(build_world(sc).households) if sc.households is None else sc.households
+        k = max(1, min(sc.runtime.household_processes, n))
+        path = self._tmp / "scenario.json"
+        path.write_text(json.dumps(sc.to_dict()))
+        groups = np.array_split(np.arange(n), k)
+        env = dict(os.environ)
+        for g in groups:
+            ids = f"{int(g[0])}-{int(g[-1])}"
+            cmd = [sys.executable, "-m", "mas.spade.worker", "--scenario", str(path), "--ids",
+                   ids, "--xmpp", f"{domain}:{port}", "--password", self.password,
+                   "--deadline-s", str(sc.runtime.day_deadline_s)]
+            self.workers.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                                                 env=env, start_new_session=True))
+
+    def _wait_workers_ready(self, deadline_s: float) -> None:
+        end = time.monotonic() + deadline_s
+        for proc in self.workers:
+            assert proc.stdout is not None
+            while True:
+                if time.monotonic() > end:
+                    raise RuntimeFailureError("household processes did not start within "
+                                              f"{deadline_s:g} s")
+                line = proc.stdout.readline()
+                if line.startswith("READY"):
+                    break
+                if not line and proc.poll() is not None:
+                    raise RuntimeFailureError(f"household process {proc.pid} exited with "
+                                              f"status {proc.returncode} before it was ready")
+
+    # ------------------------------------------------------------------------ the day
+    async def _day_with_deadline(self) -> None:
+        try:
+            await asyncio.wait_for(self._day(), timeout=self.scenario.runtime.day_deadline_s)
+        except TimeoutError:
+            raise RuntimeFailureError(f"the day did not finish within "
+                                      f"{self.scenario.runtime.day_deadline_s:g} s") from None
+        finally:
+            for a in self.agents:
+                self.client_messages += a.sent
+                self.rejected += a.rejected
+                with contextlib.suppress(Exception):
+                    await a.stop()
+
+    def _hook(self, name: str) -> None:
+        if name in self.hooks:
+            self.hooks[name](self)
+
+    async def _day(self) -> None:
+        sc, world, ops = self.scenario, self.world, self.ops
+        assert world is not None
+        assert ops is not None
+        assert self.dso_brain is not None
+        domain, port = self.domain_port
+        dso = VdgAgent("dso", domain, port, self.password)
+        auct = VdgAgent("auctioneer", domain, port, self.password)
+        agg = AggregatorAgent(AggregatorBrain(world.wholesale_eur_per_kwh), sc.seed, domain,
+                              port, self.password)
+        self.agents = [dso, auct, agg]
+        for a in self.agents:
+            await a.start(auto_register=True)
+        if self.workers:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._wait_workers_ready, sc.runtime.day_deadline_s / 2)
+        self.progress("start", 4, 4)
+        self._hook("ready")
+        await self._coordinate(dso, agg)
+        self._hook("coordinated")
+        await self._flexibility(dso)
+        sessions = day_sessions(sc.market.real_time_block_h)
+        da = await self._session(auct, sessions[0], [*world.ids, AGGREGATOR])
+        self._hook("day-ahead")
+        settle_ids = [da]
+        delivered = 0
+        for plan in sessions[1:]:
+            settle_ids.append(await self._session(auct, plan, list(world.ids)))
+            for t in plan.slots:
+                await self._deliver(dso, t)
+                delivered += 1
+                self.progress("delivery", delivered, SLOTS)
+        self._hook("delivered")
+        self.progress("settlement", 0, len(settle_ids))
+        for k, sid in enumerate(settle_ids):
+            if sid is not None:
+                ops.settle(sid)
+            self.progress("settlement", k + 1, len(settle_ids))
+        ops.withdraw_all()
+        for name in [*world.ids, AGGREGATOR]:
+            dso.send_body(name, INFORM, "day.end")
+        await asyncio.sleep(0.5)  # let the last informs leave before the streams close
+
+    async def _coordinate(self, dso: VdgAgent, agg: AggregatorAgent) -> None:
+        sc, world, brain = self.scenario, self.world, self.dso_brain
+        assert world is not None
+        assert brain is not None
+        step = brain.step
+        timeout = sc.runtime.reply_timeout_s
+        answers: dict[str, Body] = {}
+        for k in range(sc.grid.max_rounds):
+            sig = step.open_round()
+            self.progress("coordination", k, sc.grid.max_rounds)
+            answers = await dso.gather(
+                "plan.answer", "", sig.round, world.ids,
+                lambda n, s=sig: dso.send_body(n, CFP, "plan.round", round=s.round,
+                                               lam_eur_per_kwh=list(s.lam_eur_per_kwh)),
+                timeout)
+            for name, body in sorted(answers.items()):
+                step.submit(name, sig.round, body["net_import_kw"])
+            res = step.close_round()
+            self.record.rounds.append({"round": res.round, "residual_kw": res.residual_kw,
+                                       "peak_kw": max(res.total_import_kw),
+                                       "answers": res.n_submitted})
+            if res.converged:
+                break
+        self.progress("coordination", sc.grid.max_rounds, sc.grid.max_rounds)
+        for name, body in answers.items():
+            self.record.plans_import_kw[name] = list(body["net_import_kw"])
+            dso.send_body(name, ACCEPT, "plan.final", round=step.round)
+        total = np.zeros(SLOTS)
+        for v in self.record.plans_import_kw.values():
+            total += np.asarray(v)
+        dso.send_body(AGGREGATOR, INFORM, "fleet.forecast",
+                      net_export_kw=[round(float(-x), 6) for x in total])
+
+    async def _flexibility(self, dso: VdgAgent) -> None:
+        brain, world = self.dso_brain, self.world
+        assert brain is not None
+        assert world is not None
+        planned = {h: [-x for x in v] for h, v in self.record.plans_import_kw.items()}
+        calls = brain.flexibility_calls(brain.grid_state(planned))
+        for k, call in enumerate(calls):
+            self.progress("flexibility", k, len(calls))
+            names = brain.households_on(call.buses)
+            offers = await dso.gather(
+                "flex.offer", call.id, -1, names,
+                lambda n, c=call: dso.send_body(
+                    n, CFP, "flex.call", session=c.id, slot=c.slot,
+                    direction=c.direction.value, p_kw=c.p_kw,
+                    price_cap_eur_per_kwh=c.price_cap_eur_per_kwh),
+                self.scenario.runtime.reply_timeout_s)
+            usable = {n: (b["p_kw"], b["price_eur_per_kwh"]) for n, b in offers.items()
+                      if b["p_kw"] > 0}
+            result = brain.clear_call(call, usable)
+            for offer_id, p_kw in sorted(result.accepted_kw.items()):
+                name = offer_id.rsplit("/", 1)[1]
+                dso.send_body(name, ACCEPT, "flex.award", session=call.id, slot=call.slot,
+                              direction=call.direction.value, p_kw=round(p_kw, 6))
+            self.record.flex.append({"call": call.id, "slot": call.slot,
+                                     "direction": call.direction.value, "asked_kw": call.p_kw,
+                                     "offers": len(usable), "procured_kw": result.procured_kw})
+        self.progress("flexibility", len(calls), len(calls))
+
+    async def _session(self, auct: VdgAgent, plan: Any, names: list[str]) -> int | None:
+        sc, ops = self.scenario, self.ops
+        assert ops is not None
+        timeout = sc.runtime.reply_timeout_s
+        sid = ops.open_session(plan.slots[0], len(plan.slots), sc.market.penalty_eur_per_kwh)
+        book = SessionBook(plan, sid, {n: ops.address[n] for n in names})
+        phase = f"session {plan.name}"
+        self.progress(phase, 0, 3)
+        sealed = await auct.gather(
+            "market.sealed", plan.name, -1, names,
+            lambda n: auct.send_body(n, CFP, "market.commit", session=plan.name,
+                                     chain_session=sid, slots=list(plan.slots),
+                                     address=ops.address[n]), timeout)
+        for name in names:  # canonical order, whatever the arrival order
+            if name in sealed:
+                try:
+                    if book.commit(name, sealed[name]["commitment"]) and \
+                            sealed[name]["commitment"] is not None:
+                        ops.relay_commit(sid, name, sealed[name]["commitment"])
+                except MasError as exc:
+                    log.warning("session %s: commitment of %s refused: %s", plan.name, name, exc)
+        book.open_reveal()
+        ops.close_commits()
+        self.progress(phase, 1, 3)
+        committed = [n for n in names if n in book.commits]
+        revealed = await auct.gather(
+            "market.orders", plan.name, -1, committed,
+            lambda n: auct.send_body(n, CFP, "market.reveal", session=plan.name), timeout)
+        for name in committed:
+            if name not in revealed:
+                continue
+            body = revealed[name]
+            vec = OrderVector(tuple(SlotOrder(q, p) for q, p in
+                                    zip(body["qty_wh"], body["price_ueur_per_kwh"], strict=True)))
+            try:
+                book.reveal(name, vec, body["salt"])
+            except MasError as exc:
+                log.warning("session %s: reveal of %s refused: %s", plan.name, name, exc)
+        book.close()
+        for name, vec, salt in book.canonical():
+            ops.relay_reveal(sid, name, vec, salt)
+        self.progress(phase, 2, 3)
+        if not book.reveals:
+            self.record.sessions.append({"session": plan.name, "chain_id": sid,
+                                         "participants": 0, "traded_kwh": 0.0})
+            self.progress(phase, 3, 3)
+            return None
+        clearing = ops.clear(sid)
+        cleared = ops.cleared_by_participant(clearing)
+        reference = book.reference_clearing()
+        matches = all(tuple(cleared[k]) == tuple(v) for k, v in reference.items())
+        self.record.clearing_matches &= matches
+        if not matches:
+            log.error("session %s: chain clearing differs from market.auction.huang", plan.name)
+        self.record.cleared[plan.name] = cleared
+        self.record.limits[plan.name] = {
+            n: tuple((s.qty_wh, s.price_ueur_per_kwh) for s in vec.slots)  # type: ignore[misc]
+            for n, vec, _ in book.canonical()}
+        buy = [s.buy_price_ueur_per_kwh for s in clearing.slots]
+        sell = [s.sell_price_ueur_per_kwh for s in clearing.slots]
+        for name, row in cleared.items():
+            auct.send_body(name, INFORM, "market.result", session=plan.name,
+                           cleared_wh=list(row), buy_price_ueur_per_kwh=buy,
+                           sell_price_ueur_per_kwh=sell)
+        self.record.sessions.append({
+            "session": plan.name, "chain_id": sid, "slots": list(plan.slots),
+            "participants": len(book.reveals),
+            "traded_kwh": sum(s.volume_wh for s in clearing.slots) / 1000,
+            "buy_price_ueur_per_kwh": buy, "sell_price_ueur_per_kwh": sell,
+            "volume_wh": [s.volume_wh for s in clearing.slots], "matches_reference": matches})
+        self.progress(phase, 3, 3)
+        return sid
+
+    async def _deliver(self, dso: VdgAgent, slot: int) -> None:
+        world, ops, brain = self.world, self.ops, self.dso_brain
+        assert world is not None
+        assert ops is not None
+        assert brain is not None
+        readings = await dso.gather(
+            "meter.reading", str(slot), -1, world.ids,
+            lambda n: dso.send_body(n, INFORM, "deliver", slot=slot),
+            self.scenario.runtime.reply_timeout_s)
+        values = {}
+        for name in world.ids:
+            if name in readings:
+                values[name] = readings[name]["net_export_kwh"]
+            else:  # no reading: nothing verified as delivered
+                values[name] = 0.0
+                self.record.missing_readings += 1
+        clean = brain.attest(slot, values)
+        for name, v in clean.items():
+            self.record.metered_kwh.setdefault(name, [0.0] * SLOTS)[slot] = v
+        ops.attest(slot, clean)

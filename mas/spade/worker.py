@@ -1,0 +1,116 @@
+"""A process of household agents: ``python -m mas.spade.worker --scenario F --ids 0-9 ...``.
+
+Builds the scenario's world, starts one :class:`HouseholdAgent` per id on the given XMPP server,
+prints ``READY n`` on stdout when all are connected, and runs until every agent got ``day.end``
+or the deadline passes. ``vdg agents --roles household`` runs the same code on another machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mas.errors import ScenarioError
+from mas.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+
+def parse_ids(text: str, n: int) -> list[int]:
+    """Household indices from ``"0-9,12,15-17"`` (inclusive ranges) or ``"all"``.
+
+    Raises:
+        ScenarioError: a malformed range or an index outside ``0..n-1``.
+    """
+    if text == "all":
+        return list(range(n))
+    out: list[int] = []
+    for part in text.split(","):
+        try:
+            if "-" in part:
+                a, b = (int(x) for x in part.split("-", 1))
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ScenarioError(f"ids: {part!r} is not an index or a range a-b") from None
+    bad = [i for i in out if not 0 <= i < n]
+    if bad:
+        raise ScenarioError(f"ids: index {bad[0]} is outside 0..{n - 1}")
+    return sorted(set(out))
+
+
+def parse_xmpp(text: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` → (host, port); the port defaults to 5222.
+
+    Raises:
+        ScenarioError: a port that is not a number in 1..65535.
+    """
+    host, _, port = text.partition(":")
+    try:
+        p = int(port) if port else 5222
+    except ValueError:
+        raise ScenarioError(f"xmpp: port must be a number, got {port!r}") from None
+    if not host or not 0 < p < 65536:
+        raise ScenarioError(f"xmpp: expected HOST[:PORT], got {text!r}")
+    return host, p
+
+
+async def run_households(scenario: Scenario, ids: list[int], domain: str, port: int,
+                         password: str, deadline_s: float) -> int:
+    """Start the households ``ids`` and serve until ``day.end`` or the deadline."""
+    from mas.brains.household import HouseholdBrain  # noqa: PLC0415
+    from mas.spade.agents import HouseholdAgent  # noqa: PLC0415
+    from mas.world import build_world, household_rng  # noqa: PLC0415
+
+    world = build_world(scenario)
+    agents = []
+    for i in ids:
+        spec = world.households[i]
+        brain = HouseholdBrain(spec, world.import_eur_per_kwh, world.export_eur_per_kwh,
+                               scenario.forecast, household_rng(scenario.seed, i),
+                               salt_seed=scenario.seed)
+        agents.append(HouseholdAgent(brain, domain, port, password))
+    for a in agents:
+        await a.start(auto_register=True)
+    print(f"READY {len(agents)}", flush=True)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(a.done.wait() for a in agents)),
+                               timeout=deadline_s)
+    except TimeoutError:
+        log.warning("households %s: day deadline passed", ids)
+    finally:
+        for a in agents:
+            await a.stop()
+    return sum(a.rejected for a in agents)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the worker process."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", type=Path, required=True, help="scenario as JSON")
+    parser.add_argument("--ids", required=True)
+    parser.add_argument("--xmpp", required=True, help="HOST[:PORT] of the XMPP server")
+    parser.add_argument("--password", default="vdg")
+    parser.add_argument("--deadline-s", type=float, default=None)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import spade  # noqa: PLC0415
+
+    scenario = Scenario.from_dict(json.loads(args.scenario.read_text()))
+    domain, port = parse_xmpp(args.xmpp)
+    n = scenario.households or 10**6
+    ids = parse_ids(args.ids, n)
+    deadline = args.deadline_s or scenario.runtime.day_deadline_s
+    spade.run(run_households(scenario, ids, domain, port, args.password, deadline))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
