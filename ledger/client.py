@@ -324,6 +324,36 @@ class Web3Ledger:
             salt = salt or stored_salt
         self._tx("market", "reveal", [sid, orders.encode(), salt], h)
 
+    def commit_all(self, sid: int, orders: Mapping[str, OrderVector]) -> None:
+        """Commit many households' vectors in one batch (one transaction each, no round trips)."""
+        items = []
+        for household, vector in orders.items():
+            h = to_checksum_address(household)
+            salt = keccak(text=f"salt:{self.chain.config.seed}:{sid}:{h}")
+            items.append(
+                self._item(
+                    "market",
+                    "commit",
+                    [sid, commitment(sid, h, vector.encode(), salt)],
+                    self.chain.key(h),
+                )
+            )
+            self._sealed[(sid, h)] = (vector, salt)
+        self.chain.send_batch(items)
+
+    def reveal_all(self, sid: int, households: Sequence[str]) -> None:
+        """Reveal the stored vectors of many households in one batch."""
+        items = []
+        for household in households:
+            h = to_checksum_address(household)
+            if (sid, h) not in self._sealed:
+                raise ProtocolError(f"no sealed order vector of {h} in session {sid}")
+            vector, salt = self._sealed[(sid, h)]
+            items.append(
+                self._item("market", "reveal", [sid, vector.encode(), salt], self.chain.key(h))
+            )
+        self.chain.send_batch(items)
+
     def revealed_book(self, sid: int) -> tuple[list[str], list[OrderVector]]:
         """Households and order vectors of a session, in reveal order, from the Revealed events."""
         start = self._session_block.get(sid, 0)

@@ -49,13 +49,11 @@ def session_factory(led: Web3Ledger) -> Callable[..., Session]:
             100, 2, commit_s=600, reveal_s=600, penalty_eur_per_kwh=penalty_eur_per_kwh
         )
         s = Session(led, sid, hh, list(SESSION_VECTORS), 100)
-        for h, v in zip(hh, SESSION_VECTORS, strict=True):
-            led.commit(sid, h, v)
+        led.commit_all(sid, dict(zip(hh, SESSION_VECTORS, strict=True)))
         if phase == "committed":
             return s
         led.advance_time(601)
-        for h in hh:
-            led.reveal(sid, h)
+        led.reveal_all(sid, hh)
         led.advance_time(601)
         if phase == "revealed":
             return s
