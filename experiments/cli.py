@@ -74,6 +74,16 @@ def _register() -> None:
 
     cli.add_command(viz)
 
+    from experiments.commands.admm import bder, yangwang  # noqa: PLC0415
+
+    experiment.add_command(bder)
+    experiment.add_command(yangwang)
+
+
+    from experiments.commands.run import agents, run  # noqa: PLC0415
+
+    cli.add_command(run)
+    cli.add_command(agents)
 
 _register()
 

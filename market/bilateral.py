@@ -156,6 +156,8 @@ class MarketResult:
         trade_cost_eur: ``(H,)`` payments for trades (negative: income).
         objective_eur: the optimised objective (with γ penalties and losses).
         substation_import_kw: ``(T,)`` import at the root (grid modes) or Σ of the accounts.
+        network_cost_eur: losses at the import price plus the root's quadratic cost (grid
+            modes).
         losses_kw: ``(T,)`` network losses (grid modes; zeros otherwise).
         v_pu: ``(T, n_buses)`` voltages (grid modes) or ``None``.
         run: the ADMM run, or ``None`` for central solves.
@@ -176,6 +178,7 @@ class MarketResult:
     objective_eur: float
     substation_import_kw: np.ndarray
     losses_kw: np.ndarray
+    network_cost_eur: float = 0.0
     v_pu: np.ndarray | None = None
     run: AdmmRun | None = None
     solve_time_s: float = 0.0
@@ -212,6 +215,11 @@ class BilateralMarket:
         admm: ADMM settings (``cost_scale_eur`` is set from the prices at solve time when 0).
         base_kw: unit of the coupling variables (trades and, in grid modes, the per-unit power
             base of the network), chosen near a household's size so that one ρ suits both.
+        root_quadratic_eur_per_kw2h: grid modes: a cost ``α·p₀²`` per hour on the substation
+            exchange ``p₀`` — Münsing's quadratic cost of the root "generator" (his eq. (6)),
+            which B-DER's grid modes inherit ("the thermal generator [feeder 0] is most active
+            during the peak hours"); it stands for upstream network losses and congestion and is
+            paid by the network, not by the households' accounts. 0 disables it.
 
     Raises:
         MarketError: a grid mode without feeder, a household on an unknown bus, duplicate names.
@@ -219,7 +227,8 @@ class BilateralMarket:
 
     def __init__(self, households: Sequence[Household], periods: int, step_min: int,
                  mode: Mode, feeder: Feeder | None = None, regions: str | int = 2,
-                 admm: AdmmOptions | None = None, base_kw: float = 10.0) -> None:
+                 admm: AdmmOptions | None = None, base_kw: float = 10.0,
+                 root_quadratic_eur_per_kw2h: float = 0.0) -> None:
         if mode not in MODES:
             raise MarketError(f"mode must be one of {MODES}, got {mode!r}")
         self.households = tuple(households)
@@ -242,6 +251,7 @@ class BilateralMarket:
         self.dt_h = step_min / 60.0
         self.feeder = feeder
         self.base_kw = base_kw
+        self.root_alpha = float(root_quadratic_eur_per_kw2h)
         self.admm_options = admm or AdmmOptions(cost_scale_eur=0.0)
         T, H = periods, len(self.households)
         self.p_imp = cp.Parameter(T, nonneg=True, name="price_import")
@@ -348,6 +358,10 @@ class BilateralMarket:
                 r = np.array([f.branch(b).r_pu * rescale for b in nr])
                 p.objective = p.objective + self.dt_h * self.base_kw * cp.sum(
                     cp.multiply(self.p_imp, r @ ell))  # type: ignore[operator]
+            p0 = parts.variables.get("p0")
+            if p0 is not None and self.root_alpha > 0:
+                p.objective = p.objective + self.root_alpha * self.dt_h * self.base_kw**2 * (
+                    cp.sum_squares(p0))  # type: ignore[arg-type]
             for i in members:
                 p.objective = p.objective + self.hh[i]["cost"]  # type: ignore[operator]
                 p.constraints += self.hh[i]["cons"]  # type: ignore[arg-type]
@@ -553,7 +567,9 @@ class BilateralMarket:
             prosumer=np.array([h.prosumer for h in self.households]), import_kw=imp,
             export_kw=exp, trades_kw=trades, trade_price_eur_per_kwh=prices,
             import_cost_eur=import_cost, trade_cost_eur=trade_cost, objective_eur=objective,
-            substation_import_kw=sub, losses_kw=losses, v_pu=v, run=run, solve_time_s=wall_s,
+            substation_import_kw=sub, losses_kw=losses,
+            network_cost_eur=float(dt * (pi @ losses) + self.root_alpha * dt * np.sum(sub**2))
+            if self.grid else 0.0, v_pu=v, run=run, solve_time_s=wall_s,
             reciprocity_kw=recip)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from grid.admm.opf import DEFAULT_VARIANT, VARIANTS, solve_admm_opf
 from grid.errors import ProfileError
 from grid.feeders import describe, feeder_names, load_feeder
 from grid.opf import Devices, OpfInputs, OpfModel, OpfOptions, OpfResult
@@ -104,15 +105,19 @@ def _write_series(path: Path, times: list[str], buses: tuple[object, ...],
               help="Retail margin added to the day-ahead price for imports, EUR/kWh.")
 @click.option("--pf-check/--no-pf-check", default=True, show_default=True,
               help="Check the result with pandapower's AC power flow.")
-@click.option("--method", type=click.Choice(["central"]), default="central", show_default=True,
-              help="Solution method.")
+@click.option("--method", type=click.Choice(["central", "admm"]), default="central",
+              show_default=True,
+              help="Solution method: the centralised SOCP, or consensus ADMM over per-bus or "
+                   "subtree nodes (then the centralised solve runs too, for the gap).")
+@click.option("--variant", type=click.Choice(sorted(VARIANTS)), default=DEFAULT_VARIANT,
+              show_default=True, help="ADMM variant (see docs/admm.md).")
 def opf(feeder: str, day: str, hours: float, step_min: int, out_dir: Path | None,
-        objective: str, zone: str, margin: float, pf_check: bool, method: str) -> None:
+        objective: str, zone: str, margin: float, pf_check: bool, method: str,
+        variant: str) -> None:
     """Run the multi-period DistFlow OPF on FEEDER and print a summary.
 
     FEEDER is a name from `vdg feeders` or a pandapower JSON file.
     """
-    del method  # only the centralised solve exists so far
     if not math.isfinite(margin) or margin < 0:
         raise ProfileError(f"--margin must be finite and >= 0, got {margin!r}")
     try:
@@ -124,14 +129,34 @@ def opf(feeder: str, day: str, hours: float, step_min: int, out_dir: Path | None
     prof = day_profiles(fdr, day, hours, step_min)
     imp, exp = Tariff(margin_eur_per_kwh=margin, zone=zone).prices(prof.start, prof.periods,
                                                                     prof.step_min)
-    model = OpfModel(fdr, prof.periods, prof.step_min,
-                     Devices(pv=prof.pv, batteries=prof.batteries),
-                     OpfOptions(objective=objective))  # type: ignore[arg-type]
-    result = model.solve(OpfInputs(prof.load_p_kw, prof.load_q_kvar, imp, exp,
-                                   prof.pv_p_avail_kw))
+    devices = Devices(pv=prof.pv, batteries=prof.batteries)
+    options = OpfOptions(objective=objective)  # type: ignore[arg-type]
+    inputs = OpfInputs(prof.load_p_kw, prof.load_q_kvar, imp, exp, prof.pv_p_avail_kw)
+    admm_fields: dict[str, object] = {}
+    if method == "admm":
+        res, central = solve_admm_opf(fdr, prof.periods, prof.step_min, devices, inputs,
+                                      options, variant)
+        assert central is not None
+        result = res.opf
+        admm_fields = {
+            "method": "admm", "variant": variant, "iterations": res.run.iterations,
+            "converged": res.run.converged,
+            "gap_vs_central": abs(result.objective_eur - central.objective_eur)
+            / abs(central.objective_eur),
+            "primal_residual": res.run.primal_residual,
+            "dual_residual": res.run.dual_residual,
+            "consensus_inf_pu": res.run.consensus_inf,
+            "wall_time_s": res.run.wall_time_s,
+            "central_time_s": central.solve_time_s,
+            "central_objective_eur": central.objective_eur,
+        }
+    else:
+        model = OpfModel(fdr, prof.periods, prof.step_min, devices, options)
+        result = model.solve(inputs)
     check = check_with_pandapower(fdr, result) if pf_check else None
     summary = opf_summary(result, check.max_dv_pu if check else None, fdr.n_buses)
     summary["wall_time_s"] = time.perf_counter() - t_start
+    summary.update(admm_fields)
     summary["profiles"] = prof.source
     summary["day"] = day
     click.echo(_table([{"field": k, "value": f"{v:.6g}" if isinstance(v, float) else v}
