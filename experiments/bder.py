@@ -47,6 +47,7 @@ from market.bilateral import (
 
 log = logging.getLogger(__name__)
 
+DEFAULT_FEEDER = "1-LV-rural1--0-sw"
 SEASONS = {"summer": "2016-06-21", "winter": "2016-12-21"}
 SCENARIO = {("summer", "BS"): "BS", ("summer", "TS"): "TS", ("summer", "GS"): "GS",
             ("summer", "TGS"): "TGS", ("winter", "BS"): "BW", ("winter", "TS"): "TW",
@@ -106,7 +107,7 @@ class BderConfig:
             ~0.1 EUR/kWh at a 25 kW community import.
     """
 
-    feeder: str = "1-LV-rural1--0-sw"
+    feeder: str = DEFAULT_FEEDER
     days: int = 7
     households: int | None = None
     method: str = "central"

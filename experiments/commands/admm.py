@@ -19,7 +19,7 @@ from experiments import yangwang as yw_mod
               help="Days per season (from 21 June and 21 December).")
 @click.option("--households", default=None, type=click.IntRange(2, None),
               help="Use only the first N households of the feeder.")
-@click.option("--feeder", default=bder_mod.BderConfig.feeder, show_default=True,
+@click.option("--feeder", default=bder_mod.DEFAULT_FEEDER, show_default=True,
               help="SimBench LV feeder.")
 @click.option("--method", type=click.Choice(["central", "admm"]), default="central",
               show_default=True,
