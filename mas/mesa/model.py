@@ -331,8 +331,10 @@ class VdgModel(Model):
                 break
         planned = {h.hid: h.brain.plan.net_export_kw for h in self.households
                    if h.brain.plan is not None}
-        total = np.sum([planned[h.hid] for h in self.households], axis=0)
-        self.aggregator.brain.make_plan(total)
+        total = np.zeros(SLOTS)
+        for h in self.households:  # the forecast the DSO sends the aggregator, 1e-6 kW grid
+            total += np.asarray(planned[h.hid])
+        self.aggregator.brain.make_plan([round(float(x), 6) for x in total])
         dso = self.dso.brain
         state = dso.grid_state(planned)
         by_id = {h.hid: h for h in self.households}
@@ -379,6 +381,9 @@ class VdgModel(Model):
                 led.reveal(sid, p.address, vec, salt)
         led.advance_time(GATE_S + 1)
         book.close()
+        if not book.reveals:  # nobody traded: the session is not cleared (nor settled)
+            log.info("session %s: no orders", plan.name)
+            return
         cl = led.clear(sid)
         who = {a.lower(): hid for hid, a in self.address_of.items()}
         participants = tuple(who[h.lower()] for h in cl.households)
