@@ -205,6 +205,7 @@ def _clear(led, hh: list[str], vectors: list[OrderVector]):
 
 
 @pytest.mark.chain
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(vectors=books())
