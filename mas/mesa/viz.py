@@ -23,6 +23,7 @@ from mesa.visualization import Slider, SolaraViz, make_plot_component
 from mesa.visualization.utils import update_counter
 
 from mas.mesa.model import TICKS_PER_SLOT, LedgerKind, VdgModel
+from mas.mesa.params import population_world
 from mas.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -109,14 +110,14 @@ def _tick_axis(ax: Any) -> None:
     ax.grid(alpha=0.3)
 
 
-def model_params(scenario: Scenario, ledger: LedgerKind = "memory") -> dict[str, Any]:
-    """The page's controls (main scenario parameters) and fixed parameters."""
+def model_params(scenario: Scenario, households: int,
+                 ledger: LedgerKind = "memory") -> dict[str, Any]:
+    """The page's controls (main scenario parameters, starting at ``households``) and fixed ones."""
     der, grid, market = scenario.der, scenario.grid, scenario.market
-    n_max = scenario.households or 200
     return {
         "vdg_scenario": scenario,
         "ledger": ledger,
-        "households": Slider("households", scenario.households or n_max, 2, max(n_max, 2), 1),
+        "households": Slider("households", households, 2, max(4 * households, 8), 1),
         "pv_share": Slider("PV share", der.pv_share, 0.0, 1.0, 0.05),
         "battery_share": Slider("battery share", der.battery_share, 0.0, 1.0, 0.05),
         "ev_share": Slider("EV share", der.ev_share, 0.0, 1.0, 0.05),
@@ -133,7 +134,8 @@ def model_params(scenario: Scenario, ledger: LedgerKind = "memory") -> dict[str,
 @solara.component
 def VdgPage(scenario: Scenario, ledger: LedgerKind = "memory") -> None:  # noqa: N802 - Solara components are capitalised
     """The SolaraViz page of a scenario; the first model is built once per browser session."""
-    params = solara.use_memo(lambda: model_params(scenario, ledger), [])
+    n = solara.use_memo(lambda: len(population_world(scenario).households), [])
+    params = solara.use_memo(lambda: model_params(scenario, n, ledger), [])
     model = solara.use_memo(lambda: VizModel(**initial_values(params)), [])
     components = [
         (FeederView, 0),

@@ -140,6 +140,11 @@ def test_viz_renders_and_changes_on_step(server: str) -> None:
                 time.sleep(1)
             text = status.inner_text()
             assert "coordination rounds: 0" not in text
+            page.get_by_role("button", name="Reset").click()
+            page.wait_for_function(
+                "() => document.querySelector('.vdg-status')?.innerText"
+                ".includes('before the day')", timeout=120_000)
+            assert "sessions cleared: 0" in status.inner_text()
         finally:
             browser.close()
     assert not external, f"the page fetched from outside 127.0.0.1: {external[:5]}"
