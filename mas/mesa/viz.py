@@ -106,7 +106,9 @@ def DayStatus(model: VdgModel) -> None:  # noqa: N802 - Solara components are ca
 
 
 def _tick_axis(ax: Any) -> None:
-    ax.set_xlabel(f"tick ({60 // TICKS_PER_SLOT} min)")
+    """Grid and point markers (a series of one tick is still visible); Mesa labels x "Step"."""
+    for line in ax.get_lines():
+        line.set_marker(".")
     ax.grid(alpha=0.3)
 
 
