@@ -1,9 +1,9 @@
 """The aggregator brain: a balance-responsible party that bids its fleet plan into the VDG.
 
 A simple fleet plan for now: the aggregator buys the neighbourhood's expected midday surplus in
-the day-ahead local session at the wholesale price (its outside option: it resells on the
-wholesale market), up to its fleet's import capacity per slot. The full virtual-battery plan of
-Couraud et al. comes with its own issue.
+the day-ahead local session at the wholesale price plus a premium for the balancing energy it
+saves (it resells on the wholesale market), up to its fleet's import capacity per slot. The full
+virtual-battery plan of Couraud et al. comes with its own issue.
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ class AggregatorBrain:
         wholesale_eur_per_kwh: wholesale price per slot.
         capacity_kw: the most it takes per slot.
         share: the share of the expected surplus it bids for.
+        premium_eur_per_kwh: what it pays above the wholesale price.
     """
 
     def __init__(self, wholesale_eur_per_kwh: Sequence[float], capacity_kw: float = 20.0,
-                 share: float = 0.5) -> None:
+                 share: float = 0.5, premium_eur_per_kwh: float = 0.02) -> None:
+        self.premium = premium_eur_per_kwh
         self.wholesale = np.asarray(wholesale_eur_per_kwh, dtype=float)
         self.capacity_kw = capacity_kw
         self.share = share
@@ -54,7 +56,8 @@ class AggregatorBrain:
         surplus = np.clip(np.asarray(expected_net_export_kw, dtype=float), 0, None)
         buy = np.minimum(self.share * surplus, self.capacity_kw)
         buy = np.round(buy, 3) + 0.0
-        price = np.where(buy > 0, np.round(np.clip(self.wholesale, 0.0, None), 6), 0.0)
+        price = np.where(buy > 0, np.round(np.clip(self.wholesale + self.premium, 0.0, None), 6),
+                         0.0)
         self.plan = FleetPlan(tuple(buy.tolist()), tuple(price.tolist()))
         return self.plan
 

@@ -299,7 +299,7 @@ class HouseholdBrain:
         s = self.spec
         load = s.load_kw[t]
         pv = s.pv_avail_kw[t]
-        ev = -plan.ev_kw[t]  # charging power drawn
+        ev = plan.ev_kw[t]  # charging power drawn
         bat_kw = plan.battery_kw[t] + self.flex_kw[t]
         curtail = 0.0
         if s.battery is not None:

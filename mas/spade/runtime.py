@@ -43,6 +43,7 @@ from mas.errors import MasError, RuntimeFailureError
 from mas.messages import Body
 from mas.scenario import Scenario
 from mas.spade.agents import ACCEPT, CFP, INFORM, PROPOSE, VdgAgent
+from mas.spade.loop import run_agents
 from mas.spade.server import EmbeddedXmppServer
 from mas.world import SLOTS, World, build_world
 
@@ -147,17 +148,17 @@ class DayRunner:
         self.dso_brain: DsoBrain | None = None
         self.agents: list[VdgAgent] = []
         self.client_messages = 0
+        self.household_messages = 0
         self.rejected = 0
+        self.finished = False
         self._tmp = Path(tempfile.mkdtemp(prefix="vdg-day-"))
 
     # ------------------------------------------------------------------------ lifecycle
     def run(self) -> DayRecord:
         """Run the day; stops everything it started, also on errors and Ctrl-C."""
-        import spade  # noqa: PLC0415
-
         try:
             self._start_infrastructure()
-            spade.run(self._day_with_deadline())
+            run_agents(self._day_with_deadline)
         finally:
             self.close()
         return self.record
@@ -165,7 +166,9 @@ class DayRunner:
     def close(self) -> None:
         """Stop workers and the embedded server."""
         for proc in self.workers:
-            if proc.poll() is None:
+            try:
+                proc.wait(15 if self.finished else 0.01)  # on day.end they leave by themselves
+            except subprocess.TimeoutExpired:
                 proc.terminate()
         for proc in self.workers:
             try:
@@ -173,6 +176,13 @@ class DayRunner:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+            if proc.stdout is not None:
+                for line in proc.stdout.read().splitlines():
+                    if line.startswith("DONE "):
+                        fields = dict(kv.split("=") for kv in line.split()[1:])
+                        self.household_messages += int(fields["sent"])
+                        self.rejected += int(fields["rejected"])
+                proc.stdout.close()
         if self.server is not None:
             self.server.stop()
         for p in self._tmp.glob("*"):
@@ -301,6 +311,7 @@ class DayRunner:
         for name in [*world.ids, AGGREGATOR]:
             dso.send_body(name, INFORM, "day.end")
         await asyncio.sleep(0.5)  # let the last informs leave before the streams close
+        self.finished = True
 
     async def _coordinate(self, dso: VdgAgent, agg: AggregatorAgent) -> None:
         sc, world, brain = self.scenario, self.world, self.dso_brain

@@ -86,7 +86,10 @@ async def run_households(scenario: Scenario, ids: list[int], domain: str, port: 
     finally:
         for a in agents:
             await a.stop()
-    return sum(a.rejected for a in agents)
+    sent = sum(a.sent for a in agents)
+    rejected = sum(a.rejected for a in agents)
+    print(f"DONE sent={sent} rejected={rejected}", flush=True)
+    return rejected
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import spade  # noqa: PLC0415
+    from mas.spade.loop import run_agents  # noqa: PLC0415
 
     scenario = Scenario.from_dict(json.loads(args.scenario.read_text()))
     domain, port = parse_xmpp(args.xmpp)
     n = scenario.households or 10**6
     ids = parse_ids(args.ids, n)
     deadline = args.deadline_s or scenario.runtime.day_deadline_s
-    spade.run(run_households(scenario, ids, domain, port, args.password, deadline))
+    run_agents(lambda: run_households(scenario, ids, domain, port, args.password, deadline))
     return 0
 
 

@@ -43,13 +43,23 @@ def _brain(spec=None, seed=3, sigma=0.1) -> HouseholdBrain:
 
 
 def test_household_plan_is_dpp_and_balances_energy():
-    b = _brain()
+    b = _brain(_spec(ev=True))
     assert b.is_dpp
     plan = b.make_plan()
     net = np.array(plan.net_export_kw)
-    recon = np.array(plan.pv_kw) + np.array(plan.battery_kw) + np.array(plan.ev_kw) - b.load_fc_kw
+    recon = np.array(plan.pv_kw) + np.array(plan.battery_kw) - np.array(plan.ev_kw) - b.load_fc_kw
     np.testing.assert_allclose(net, recon, atol=1e-4)
     assert max(plan.battery_kw) <= 3.0 + 1e-6
+    assert min(plan.ev_kw) >= -1e-6
+    assert sum(plan.ev_kw) == pytest.approx(10.0, abs=1e-3)  # the EV's need, charged
+
+
+def test_delivery_draws_the_ev_charging_from_the_grid():
+    b = _brain(_spec(pv=False, battery=False, ev=True), sigma=0.0)
+    plan = b.make_plan()
+    for t in range(24):
+        d = b.deliver(t)
+        assert d.net_export_kw == pytest.approx(-(b.spec.load_kw[t] + plan.ev_kw[t]), abs=1e-5)
 
 
 def test_household_battery_lowers_the_bill_and_stores_midday_pv():

@@ -1,0 +1,268 @@
+"""``vdg run`` (the main job: one simulated day through XMPP and the chain) and ``vdg agents``.
+
+``summary.json`` is a user-facing contract: fields are added, never renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from experiments.scenario import DEFAULT, load_scenario
+from mas.scenario import Scenario
+from mas.world import SLOTS
+
+SUMMARY_FIELDS = ("households", "trades", "traded_kwh", "welfare_eur", "cost_prosumers_eur",
+                  "cost_consumers_eur", "peak_import_kw", "v_min_pu", "v_max_pu",
+                  "admm_iterations", "gas_used", "xmpp_messages", "money_conserved",
+                  "energy_conserved", "wall_time_s")
+
+
+class PhaseBars:
+    """One progress bar per phase on stderr (off with ``-q``)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.phase: str | None = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        """Draw the bar of ``phase``; a new phase starts a new line."""
+        if not self.enabled:
+            return
+        if phase != self.phase and self.phase is not None:
+            sys.stderr.write("\n")
+        self.phase = phase
+        width = 30
+        filled = round(width * done / total) if total else width
+        sys.stderr.write(f"\r{phase:<16} [{'#' * filled}{'-' * (width - filled)}] "
+                         f"{done}/{total}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        """End the last line."""
+        if self.enabled and self.phase is not None:
+            sys.stderr.write("\n")
+
+
+def _scenario(name: str, households: int | None, seed: int | None) -> Scenario:
+    return load_scenario(name).with_overrides(households=households, seed=seed)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        path.write_text("")
+        return
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write_outputs(out: Path, runner: Any, summ: dict[str, Any]) -> None:
+    """``summary.json``, per-agent CSVs under ``agents/``, ``report.md`` with plots."""
+    from mas.summary import household_table  # noqa: PLC0415
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
+    rec, world, dso = runner.record, runner.world, runner.dso_brain
+    rows = household_table(runner)
+    agents = out / "agents"
+    _write_csv(agents / "households.csv", rows)
+    for h in world.households:
+        series = []
+        for t in range(SLOTS):
+            row: dict[str, Any] = {
+                "slot": t,
+                "planned_import_kw": rec.plans_import_kw.get(h.id, [0.0] * SLOTS)[t],
+                "metered_export_kwh": rec.metered_kwh.get(h.id, [0.0] * SLOTS)[t],
+            }
+            for s in rec.sessions:
+                c = rec.cleared.get(s["session"], {}).get(h.id)
+                if "slots" in s and t in s["slots"]:
+                    row[f"cleared_{s['session']}_wh"] = c[s["slots"].index(t)] if c else 0
+            series.append(row)
+        by_keys: dict[str, Any] = {}
+        for r in series:
+            by_keys.update(dict.fromkeys(r, ""))
+        _write_csv(agents / f"{h.id}.csv", [{**by_keys, **r} for r in series])
+    metered = dict(rec.metered_kwh.items())
+    state = dso.grid_state(metered)
+    planned = dso.grid_state({h: [-x for x in v] for h, v in rec.plans_import_kw.items()})
+    _write_csv(agents / "dso.csv", [
+        {"slot": t, "planned_import_kw": round(float(planned.import_kw[t]), 3),
+         "metered_import_kw": round(float(state.import_kw[t]), 3),
+         "import_limit_kw": runner.scenario.grid.import_limit_kw,
+         "v_min_pu": round(float(state.v_pu[t].min()), 5),
+         "v_max_pu": round(float(state.v_pu[t].max()), 5)} for t in range(SLOTS)])
+    _write_csv(agents / "dso_rounds.csv", rec.rounds)
+    _write_csv(agents / "dso_flexibility.csv", rec.flex)
+    auct = []
+    for s in rec.sessions:
+        for k, t in enumerate(s.get("slots", [])):
+            auct.append({"session": s["session"], "chain_session": s["chain_id"], "slot": t,
+                         "participants": s["participants"], "volume_wh": s["volume_wh"][k],
+                         "buy_price_eur_per_kwh": s["buy_price_ueur_per_kwh"][k] / 1e6,
+                         "sell_price_eur_per_kwh": s["sell_price_ueur_per_kwh"][k] / 1e6})
+    _write_csv(agents / "auctioneer.csv", auct)
+    agg = rec.cleared.get("da", {}).get("agg")
+    _write_csv(agents / "aggregator.csv", [
+        {"slot": t, "bought_wh": agg[t] if agg else 0,
+         "wholesale_eur_per_kwh": world.wholesale_eur_per_kwh[t]} for t in range(SLOTS)])
+    _report(out, runner, summ, state, planned)
+
+
+def _report(out: Path, runner: Any, summ: dict[str, Any], state: Any, planned: Any) -> None:
+    import matplotlib as mpl  # noqa: PLC0415
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    world, rec = runner.world, runner.record
+    hours = np.arange(SLOTS)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.step(hours, planned.import_kw, where="post", label="planned (after coordination)")
+    ax.step(hours, state.import_kw, where="post", label="metered")
+    ax.axhline(runner.scenario.grid.import_limit_kw, color="k", ls="--", lw=1, label="limit")
+    ax.set_xlabel("hour")
+    ax.set_ylabel("substation import, kW")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "import.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    da = next((s for s in rec.sessions if s["session"] == "da" and "slots" in s), None)
+    ax.step(hours, world.import_eur_per_kwh, where="post", label="retail import")
+    ax.step(hours, world.export_eur_per_kwh, where="post", label="feed-in")
+    if da:
+        buy = np.array(da["buy_price_ueur_per_kwh"]) / 1e6
+        vol = np.array(da["volume_wh"])
+        ax.plot(hours[vol > 0], buy[vol > 0], "o", ms=3, label="day-ahead local (buyers)")
+    ax.set_xlabel("hour")
+    ax.set_ylabel("EUR/kWh")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "prices.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot(hours, state.v_pu.min(axis=1), label="lowest bus")
+    ax.plot(hours, state.v_pu.max(axis=1), label="highest bus")
+    ax.axhline(runner.scenario.grid.v_min_pu, color="k", ls="--", lw=1)
+    ax.axhline(runner.scenario.grid.v_max_pu, color="k", ls="--", lw=1)
+    ax.set_xlabel("hour")
+    ax.set_ylabel("voltage, p.u.")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "voltages.png", dpi=120)
+    plt.close(fig)
+    lines = [f"# vdg run — {summ['scenario']} ({summ['feeder']}, {summ['day']}, seed "
+             f"{summ['seed']})", "", "| figure | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summ.items()]
+    lines += ["", "## Substation import", "", "![import](import.png)", "",
+              "## Prices", "", "![prices](prices.png)", "", "## Voltages", "",
+              "![voltages](voltages.png)", "", "## Sessions", "",
+              "| session | participants | traded kWh | matches market.auction |",
+              "|---|---|---|---|"]
+    lines += [f"| {s['session']} | {s['participants']} | {s['traded_kwh']} | "
+              f"{s.get('matches_reference', '-')} |" for s in rec.sessions]
+    lines += ["", "Per-agent CSVs are in `agents/`."]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+@click.command()
+@click.argument("scenario", default=DEFAULT)
+@click.option("--households", type=click.IntRange(1), default=None,
+              help="Number of households (the feeder's first loads); default: the scenario's.")
+@click.option("--seed", type=click.IntRange(0), default=None, help="Seed (default: scenario's).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results/run"),
+              show_default=True, help="Output directory.")
+@click.option("--xmpp", default=None, metavar="HOST[:PORT]",
+              help="Join an existing XMPP server instead of starting the embedded one.")
+@click.option("--chain", default=None, metavar="URL",
+              help="JSON-RPC URL of a chain node instead of the embedded chain.")
+@click.pass_context
+def run(ctx: click.Context, scenario: str, households: int | None, seed: int | None, out: Path,
+        xmpp: str | None, chain: str | None) -> None:
+    """Run one simulated day of a VDG neighbourhood through XMPP and the chain.
+
+    SCENARIO is a shipped scenario name or a TOML file (default: the SimBench LV feeder
+    1-LV-semiurb4--0-sw with 41 households). On the defaults the embedded XMPP server (loopback
+    only) and the embedded chain are started and stopped by the command.
+    """
+    from mas.spade.runtime import DayRunner  # noqa: PLC0415 - heavy imports only when running
+    from mas.summary import summary  # noqa: PLC0415
+
+    sc = _scenario(scenario, households, seed)
+    bars = PhaseBars(not ctx.obj.get("quiet", False))
+    t0 = time.perf_counter()
+    runner = DayRunner(sc, xmpp=xmpp, chain_url=chain, progress=bars)
+    try:
+        runner.run()
+    finally:
+        bars.close()
+    summ = summary(runner, time.perf_counter() - t0)
+    write_outputs(out, runner, summ)
+    width = max(len(k) for k in summ)
+    for key, value in summ.items():
+        click.echo(f"{key:<{width}}  {value}")
+    click.echo(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'agents'}/")
+
+
+@click.command()
+@click.option("--roles", default="household", show_default=True,
+              help="household (agents of --ids), or operator (DSO, auctioneer, aggregator and "
+                   "the day's driver; the households run elsewhere).")
+@click.option("--ids", default="all", show_default=True, help="Household indices, e.g. 0-19,25.")
+@click.option("--xmpp", required=True, metavar="HOST[:PORT]", help="The XMPP server to join.")
+@click.option("--chain", default=None, metavar="URL", help="Chain node (operator role).")
+@click.option("--scenario", "scenario_name", default=DEFAULT, show_default=True)
+@click.option("--households", type=click.IntRange(1), default=None)
+@click.option("--seed", type=click.IntRange(0), default=None)
+@click.option("--password", default="vdg", show_default=True, help="XMPP account password.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results/agents"),
+              show_default=True, help="Output directory of the operator role.")
+@click.pass_context
+def agents(ctx: click.Context, roles: str, ids: str, xmpp: str, chain: str | None,
+           scenario_name: str, households: int | None, seed: int | None, password: str,
+           out: Path) -> None:
+    """Start some of a scenario's agents on this machine, joining an existing XMPP server.
+
+    Every machine must use the same scenario, households and seed.
+    """
+    from mas.errors import ScenarioError  # noqa: PLC0415
+    from mas.spade.loop import run_agents  # noqa: PLC0415
+    from mas.spade.worker import parse_ids, parse_xmpp, run_households  # noqa: PLC0415
+    from mas.world import build_world  # noqa: PLC0415
+
+    sc = _scenario(scenario_name, households, seed)
+    wanted = {r.strip() for r in roles.split(",") if r.strip()}
+    unknown = wanted - {"household", "operator", "dso", "auctioneer", "aggregator"}
+    if unknown:
+        raise ScenarioError(f"roles: unknown role(s) {sorted(unknown)}")
+    if "household" in wanted:
+        domain, port = parse_xmpp(xmpp)
+        n = len(build_world(sc).households)
+        run_agents(lambda: run_households(sc, parse_ids(ids, n), domain, port, password,
+                                          sc.runtime.day_deadline_s))
+        return
+    from mas.spade.runtime import DayRunner  # noqa: PLC0415
+    from mas.summary import summary  # noqa: PLC0415
+
+    bars = PhaseBars(not ctx.obj.get("quiet", False))
+    t0 = time.perf_counter()
+    runner = DayRunner(sc, xmpp=xmpp, chain_url=chain, progress=bars, start_households=False,
+                       password=password)
+    try:
+        runner.run()
+    finally:
+        bars.close()
+    summ = summary(runner, time.perf_counter() - t0)
+    write_outputs(out, runner, summ)
+    click.echo(json.dumps(summ, indent=2))
