@@ -79,11 +79,11 @@ def _register() -> None:
     experiment.add_command(bder)
     experiment.add_command(yangwang)
 
-
     from experiments.commands.run import agents, run  # noqa: PLC0415
 
     cli.add_command(run)
     cli.add_command(agents)
+
 
 _register()
 
