@@ -117,8 +117,10 @@ class MarketLedger(Protocol):
         """Pull what the market owes an account."""
 
 
-def make_ledger(kind: LedgerKind, seed: int) -> MarketLedger:
-    """A fresh ledger: ``memory`` (:class:`MemoryLedger`) or ``evm`` (embedded py-evm chain).
+def make_ledger(kind: LedgerKind, seed: int, chain_url: str | None = None) -> MarketLedger:
+    """A fresh ledger: ``memory`` (:class:`MemoryLedger`) or ``evm``.
+
+    ``evm`` deploys on the embedded py-evm chain, or on the JSON-RPC node at ``chain_url``.
 
     Raises:
         ModelParameterError: an unknown kind.
@@ -129,7 +131,7 @@ def make_ledger(kind: LedgerKind, seed: int) -> MarketLedger:
         from ledger.chain import ChainConfig  # noqa: PLC0415 - web3 start-up only when asked
         from ledger.client import Web3Ledger  # noqa: PLC0415
 
-        return Web3Ledger.deploy(ChainConfig(seed=seed))
+        return Web3Ledger.deploy(ChainConfig(url=chain_url, seed=seed))
     raise ModelParameterError(f"ledger must be 'memory' or 'evm', got {kind!r}")
 
 
@@ -194,6 +196,7 @@ class VdgModel(Model):
         rng: seed of the run; an integer replaces the scenario's seed (Mesa's ``batch_run``
             passes its seeds here). ``None`` keeps the scenario's seed.
         collect_agents: record household reporters every tick (off for large populations).
+        chain_url: with ``ledger="evm"``, a JSON-RPC node instead of the embedded chain.
         world: a prebuilt neighbourhood for ``scenario`` (skips building it).
         **params: scenario parameters by flat name (``households``, ``battery_share``, ...).
 
@@ -204,7 +207,7 @@ class VdgModel(Model):
     def __init__(self, scenario: Scenario | str | Path | None = None, *,
                  ledger: LedgerKind = "memory", rng: int | None = None,
                  collect_agents: bool = True, world: World | None = None,
-                 **params: Any) -> None:
+                 chain_url: str | None = None, **params: Any) -> None:
         if rng is not None and not isinstance(rng, int | np.integer):
             raise ModelParameterError(f"rng must be an integer seed, got {rng!r}")
         base = scenario if isinstance(scenario, Scenario) else (
@@ -216,7 +219,7 @@ class VdgModel(Model):
         t0 = time.perf_counter()
         self.world = world if world is not None else population_world(self.vdg)
         self.ledger_kind = ledger
-        self.ledger = make_ledger(ledger, self.vdg.seed)
+        self.ledger = make_ledger(ledger, self.vdg.seed, chain_url)
         feeder = self.world.feeder
         self.layout = tree_layout(feeder.graph, feeder.root)
         self.space = Network(feeder.graph.to_undirected(), random=self.random,

@@ -14,14 +14,15 @@ log = logging.getLogger(__name__)
 
 def run_day_mesa(scenario: Scenario | str | Path | None = None, seed: int | None = None, *,
                  households: int | None = None, ledger: LedgerKind = "memory",
-                 **params: Any) -> dict[str, Any]:
+                 chain_url: str | None = None, **params: Any) -> dict[str, Any]:
     """Run one day in the Mesa model and return its summary.
 
     Args:
         scenario: a scenario, a scenario TOML path, or ``None`` for the defaults.
         seed: replaces the scenario's seed.
         households: replaces the number of households (may exceed the feeder's loads).
-        ledger: ``"memory"`` or ``"evm"`` (the embedded chain).
+        ledger: ``"memory"`` or ``"evm"`` (the embedded chain, or ``chain_url``).
+        chain_url: a JSON-RPC node for ``ledger="evm"`` (``None``: embedded py-evm).
         **params: further scenario parameters by flat name.
 
     Returns:
@@ -32,5 +33,6 @@ def run_day_mesa(scenario: Scenario | str | Path | None = None, seed: int | None
     """
     if households is not None:
         params["households"] = households
-    model = VdgModel(scenario, ledger=ledger, rng=seed, collect_agents=False, **params)
+    model = VdgModel(scenario, ledger=ledger, rng=seed, collect_agents=False,
+                     chain_url=chain_url, **params)
     return model.run_day()
