@@ -206,6 +206,45 @@ def bench_admm(led: Web3Ledger, rng: np.random.Generator) -> list[Row]:
     return rows
 
 
+def bench_grid_opf(led: Web3Ledger) -> list[Row]:
+    """grid's ADMM OPF on case33bw x 24 h with the contract as aggregator (2 iterations)."""
+    from grid.admm.engine import AdmmOptions  # noqa: PLC0415 (optional: --grid-opf only)
+    from grid.admm.opf import AdmmOpf  # noqa: PLC0415
+    from grid.feeders import load_feeder  # noqa: PLC0415
+    from grid.opf import Devices, OpfInputs  # noqa: PLC0415
+    from grid.prices import Tariff  # noqa: PLC0415
+    from grid.profiles import day_profiles  # noqa: PLC0415
+
+    feeder = load_feeder("case33bw")
+    prof = day_profiles(feeder, "2016-06-21", 24, 60)
+    imp, exp = Tariff().prices(prof.start, prof.periods, 60)
+    inputs = OpfInputs(prof.load_p_kw, prof.load_q_kvar, imp, exp, prof.pv_p_avail_kw)
+    devices = Devices(pv=prof.pv, batteries=prof.batteries)
+    model = AdmmOpf(feeder, prof.periods, 60, devices, admm=AdmmOptions(max_iter=2), regions="bus")
+    mark = len(led.gas_log)
+    t0 = time.perf_counter()
+    model.solve(inputs, aggregator=ContractAdmm(led), batched=True)
+    dt = time.perf_counter() - t0
+    rows, current = [], 0
+    for r in led.gas_log[mark:]:
+        if r.call == "AdmmCoordinator.openRound":
+            current = r.gas_used
+        elif r.call in ("AdmmCoordinator.submit", "AdmmCoordinator.closeRound"):
+            current += r.gas_used
+            if r.call == "AdmmCoordinator.closeRound":
+                label = "first" if not rows else "second"
+                rows.append(
+                    Row(
+                        f"grid ADMM OPF case33bw x 24 h, {label} iteration (real x)",
+                        current,
+                        "gas/iteration",
+                        dt / 2,
+                        5_000_000,
+                    )
+                )
+    return rows
+
+
 def bench_fleet(led: Web3Ledger, rng: np.random.Generator) -> list[Row]:
     hh = led.add_households(70)
     led.fleet_register(hh)
@@ -273,12 +312,20 @@ def main() -> None:
     parser.add_argument("--no-anvil", action="store_true", help="embedded chain only")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--grid-opf", action="store_true", help="also run grid's ADMM OPF on the contract (slow)"
+    )
     args = parser.parse_args()
     results: dict[str, list[Row]] = {}
     (led, t_deploy) = _timed(Web3Ledger.deploy)
     assert isinstance(led, Web3Ledger)
     results["embedded"] = run(led, args.seed)
     results["embedded"][0].seconds = t_deploy
+    if args.grid_opf:
+        grid_rows = bench_grid_opf(led)
+        for r in grid_rows:
+            ok = "yes" if r.gas <= (r.goal or 0) else "NO"
+            print(f"{r.what:62} {r.gas:>12,.0f} {r.unit:16} {r.goal or 0:>10,.0f} {ok}")
     if not args.no_anvil:
         with AnvilNode() as node:
             (led2, t_deploy2) = _timed(lambda: Web3Ledger.deploy(ChainConfig(url=node.url)))

@@ -428,8 +428,14 @@ contract VdgMarket {
         Session storage s = sessions[sid];
         if (s.state == State.Settled) revert AlreadySettled(sid);
         require(s.state == State.Cleared, NotCleared(sid));
-        require(keccak256(abi.encodePacked(hh, prices, results)) == s.resultHash, ResultMismatch());
         uint256 n = hh.length / 20;
+        // fixed lengths make the packed hash's split into (hh, prices, results) unique
+        require(
+            hh.length == n * 20 && prices.length == uint256(s.nSlots) * 8
+                && results.length == n * uint256(s.nSlots) * 4,
+            BadLength()
+        );
+        require(keccak256(abi.encodePacked(hh, prices, results)) == s.resultHash, ResultMismatch());
         Terms memory tm = Terms(s.nSlots, s.penaltyNanoPerWh, s.startSlot);
         uint256 paidOut;
         uint256 escrowTotal;

@@ -201,6 +201,12 @@ def test_settlement_by_a_non_dso_and_with_forged_results(
             led.roles["dso"],
         )
     assert err.value.error == "ResultMismatch"
+    # the same bytes split differently between prices and results (same packed hash)
+    blob_hh = b"".join(bytes.fromhex(h[2:]) for h in cl.households)
+    shifted = (cl.prices_blob[:-4], cl.prices_blob[-4:] + cl.results_blob)
+    with pytest.raises(ContractRevert) as err:
+        led.chain.transact(led.c["market"], "settle", [s.sid, blob_hh, *shifted], led.roles["dso"])
+    assert err.value.error == "BadLength"
     assert _snapshot(led, s.households, s.sid) == before
 
 
