@@ -105,6 +105,8 @@ class BderConfig:
         root_quadratic_eur_per_kw2h: grid modes: Münsing's quadratic cost on the substation
             exchange (see :class:`market.bilateral.BilateralMarket`); 0.002 EUR/kW²h adds
             ~0.1 EUR/kWh at a 25 kW community import.
+        seasons: which of ``"summer"`` and ``"winter"`` to run (tables and the report need
+            both).
     """
 
     feeder: str = DEFAULT_FEEDER
@@ -118,6 +120,7 @@ class BderConfig:
     pv_kwp: float = 5.0
     regions: int | str = 2
     root_quadratic_eur_per_kw2h: float = 0.002
+    seasons: tuple[str, ...] = ("summer", "winter")
 
     def __post_init__(self) -> None:
         if not 1 <= self.days <= 7:
@@ -196,7 +199,7 @@ def run(cfg: BderConfig, progress: Callable[[str], None] | None = None
     """Run every scenario; returns outcomes keyed by the Table 3 abbreviation."""
     feeder = load_feeder(cfg.feeder)
     out: dict[str, ScenarioOutcome] = {}
-    for season in SEASONS:
+    for season in cfg.seasons:
         data = build_season(feeder, cfg, season)
         for mode in MODES:
             name = SCENARIO[(season, mode)]
@@ -265,7 +268,7 @@ def table4(out: dict[str, ScenarioOutcome]) -> dict[str, dict[str, float | None]
         for row in ("Prosumer import costs (Eur)", "Consumer import costs (Eur)",
                     "Total import costs (Eur)", "Total costs (Eur)"):
             for n in names:
-                ref = rows[row].get(base)
+                ref = rows.get(row, {}).get(base)
                 val = rows[row].get(n)
                 put("Relative " + row.split(" (")[0].lower(), n,
                     val / ref if ref and val is not None else None)

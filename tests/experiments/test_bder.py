@@ -1,0 +1,63 @@
+"""Smoke and finding tests of the B-DER and Yang-Wang experiments."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from experiments.bder import BderConfig, findings, run, table4, table5
+from experiments.cli import cli
+
+
+def test_bder_command_writes_tables_report_and_plots(tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["-q", "experiment", "bder", "--out", str(tmp_path),
+                                   "--days", "1", "--households", "2", "--admm-days", "0"])
+    assert res.exit_code == 0, res.output
+    for name in ("table4_economics.csv", "table5_energy.csv", "report.md",
+                 "daily_exchange.png", "prices.png", "household_costs.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    text = (tmp_path / "table4_economics.csv").read_text(encoding="utf-8")
+    rows = list(csv.reader(text.splitlines()))
+    assert rows[0] == ["Scenario", "BS", "TS", "GS", "TGS", "BW", "TW", "GW", "TGW"]
+    labels = [r[0] for r in rows]
+    assert "Prosumer import costs (Eur)" in labels
+    assert "Total costs (Eur)" in labels
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "paper" in report
+    assert "Why our figures differ" in report
+
+
+def test_bder_small_run_trades_pay_and_baseline_has_no_exchange() -> None:
+    out = run(BderConfig(days=1, households=3, admm_days=1, seasons=("summer",)))
+    t4, t5 = table4(out), table5(out)
+    assert t5["Total local energy exchange (kWh)"]["BS"] is None
+    assert (t5["Total local energy exchange (kWh)"]["TS"] or 0) > 0
+    # trading never makes the community's import bill larger than the baseline's
+    assert t4["Total import costs (Eur)"]["TS"] <= t4["Total import costs (Eur)"]["BS"] + 1e-6
+    # ADMM agrees with the central solve of the same formulation
+    for name in ("TS", "GS", "TGS"):
+        assert out[name].admm_gaps
+        assert max(out[name].admm_gaps) <= 5e-3
+
+
+@pytest.mark.slow
+def test_bder_full_week_reproduces_the_qualitative_findings() -> None:
+    out = run(BderConfig(admm_days=0))
+    f = findings(table4(out), table5(out))
+    assert f["power_GS_vs_BS"] <= -0.3
+    assert f["power_TGS_vs_BS"] <= -0.3
+    assert f["power_TGS_vs_TS"] <= -0.3
+    assert f["winter_spread"] < f["summer_spread"]
+
+
+def test_yangwang_command_writes_convergence_and_schedules(tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["-q", "experiment", "yangwang", "--out", str(tmp_path),
+                                   "--days", "1", "--prosumers", "3"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert summary["converged"]
+    assert summary["gap_vs_central"] <= 0.01
+    for name in ("convergence.csv", "schedules.csv", "convergence.png", "schedules.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
