@@ -47,6 +47,21 @@ for (const f of files) {
     sources[relative(contractsDir, f).split("\\").join("/")] = { content: readFileSync(f, "utf8") };
 }
 
+const sha = (s) => createHash("sha256").update(s).digest("hex");
+if (process.argv.includes("--check")) {
+    // cheap first: a source whose hash differs from the manifest needs no compile to be stale
+    const manifestPath = join(artifactsDir, "manifest.json");
+    const recorded = existsSync(manifestPath) ? JSON.parse(readFileSync(manifestPath, "utf8")).sources : {};
+    const changed = [...new Set([...Object.keys(recorded), ...Object.keys(sources)])]
+        .filter((k) => recorded[k] !== (sources[k] && sha(sources[k].content)))
+        .sort();
+    if (changed.length) {
+        console.error(`sources changed since the artifacts were built: ${changed.join(", ")}`);
+        console.error("rebuild with 'npm run build:contracts' and commit ledger/artifacts/.");
+        process.exit(1);
+    }
+}
+
 const settings = {
     evmVersion: EVM_VERSION,
     optimizer: { enabled: true, runs: 200 },
@@ -74,7 +89,6 @@ for (const [src, contracts] of Object.entries(output.contracts)) {
         ) + "\n";
     }
 }
-const sha = (s) => createHash("sha256").update(s).digest("hex");
 const manifest = {
     solc: solcVersion,
     settings: { evmVersion: EVM_VERSION, optimizer: settings.optimizer, viaIR: settings.viaIR },
