@@ -246,6 +246,14 @@ class AdmmEngine:
                                    [c for n in self.nodes for c in n.constraints])
 
     # -----------------------------------------------------------------------------------------
+    def compile(self, batched: bool | None = None) -> float:
+        """Canonicalise the subproblems now (else the first round does it); returns seconds."""
+        t0 = time.perf_counter()
+        use = self.options.batched if batched is None else batched
+        for p in [self._batched] if use else self._problems:
+            p.get_problem_data(self.options.solver)
+        return time.perf_counter() - t0
+
     def is_dpp(self) -> bool:
         """Whether every subproblem (and the batched one) is DPP."""
         return self._batched.is_dpp() and all(p.is_dpp() for p in self._problems)
