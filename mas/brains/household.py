@@ -104,12 +104,17 @@ class HouseholdBrain:
         forecast: the forecast error model.
         rng: the household's own generator (forecast noise).
         salt_seed: seed of the commit salts (commitments are deterministic in it).
+        prox_eur_per_kw2: weight of the proximal term ``(w/2)·Σ(p − p_prev)²`` that keeps a
+            re-plan close to the previous one in coordination rounds (the ADMM proximal step;
+            without it the LP's answers jump between corners and the rounds oscillate).
     """
 
     def __init__(self, spec: HouseholdSpec, import_eur_per_kwh: Sequence[float],
                  export_eur_per_kwh: Sequence[float], forecast: Forecast,
-                 rng: np.random.Generator, salt_seed: int = 0) -> None:
+                 rng: np.random.Generator, salt_seed: int = 0,
+                 prox_eur_per_kw2: float = 0.02) -> None:
         self.spec = spec
+        self.prox = prox_eur_per_kw2
         self.price_import = np.asarray(import_eur_per_kwh, dtype=float)
         self.price_export = np.asarray(export_eur_per_kwh, dtype=float)
         self.salt_seed = salt_seed
@@ -152,7 +157,11 @@ class HouseholdBrain:
         cons.append(exp - imp == inj)
         energy = cp.sum(cp.multiply(self.p_imp + self.p_lam, imp)
                         - cp.multiply(self.p_exp + self.p_lam, exp)) * DT_H
+        self.p_prev = cp.Parameter(T, name="previous_import_kw")
         self.problem = cp.Problem(cp.Minimize(energy + cost), cons)
+        self.problem_prox = cp.Problem(
+            cp.Minimize(energy + cost + self.prox / 2 * cp.sum_squares(imp - exp - self.p_prev)),
+            cons)
         self._imp, self._exp = imp, exp
         self.p_imp.value = self.price_import
         self.p_exp.value = self.price_export
@@ -168,8 +177,8 @@ class HouseholdBrain:
 
     @property
     def is_dpp(self) -> bool:
-        """Whether the plan LP is DPP (re-solves without recompiling)."""
-        return self.problem.is_dpp()
+        """Whether the plan problems are DPP (re-solve without recompiling)."""
+        return self.problem.is_dpp() and self.problem_prox.is_dpp()
 
     def make_plan(self, lam_eur_per_kwh: Sequence[float] | None = None) -> Plan:
         """Optimise the day against retail prices plus the coordination price ``lam``.
@@ -184,14 +193,18 @@ class HouseholdBrain:
                                 f"finite numbers, got shape {lam.shape}", "bad-input")
             self.lam = lam
         self.p_lam.value = self.lam
+        problem = self.problem
+        if self.plan is not None and lam_eur_per_kwh is not None and self.prox > 0:
+            self.p_prev.value = -np.asarray(self.plan.net_export_kw)
+            problem = self.problem_prox
         try:
-            self.problem.solve(solver="CLARABEL")
+            problem.solve(solver="CLARABEL")
         except cp.error.SolverError as exc:
             raise PlanError(f"household {self.spec.id}: solver failed: {exc}",
                             "solver_error") from exc
-        if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+        if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
             raise PlanError(f"household {self.spec.id}: plan ended with status "
-                            f"{self.problem.status}", str(self.problem.status))
+                            f"{problem.status}", str(problem.status))
         net = np.asarray(self._exp.value) - np.asarray(self._imp.value)
         net = np.round(net, 6) + 0.0  # stable across platforms; no negative zero
         bat = self._row("battery")

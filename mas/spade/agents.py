@@ -67,6 +67,7 @@ class VdgAgent(Agent):
         self.sent = 0
         self._changed: asyncio.Event | None = None
         self._stopping = False
+        self.absent: set[str] = set()
 
     async def setup(self) -> None:
         """Add the inbox and reconnect when the stream drops."""
@@ -161,11 +162,13 @@ class VdgAgent(Agent):
 
         Returns when every recipient answered or at the deadline; silent recipients get the
         request again once per further attempt (handling is idempotent, so a resent request
-        gets the same answer).
+        gets the same answer). A recipient that stays silent past a deadline is marked absent:
+        later requests still go to it, but nobody waits for it until it answers again.
         """
-        want = list(to)
+        everyone = list(to)
+        want = [n for n in everyone if n not in self.absent]
         key = (kind, session, round_)
-        for name in want:
+        for name in everyone:
             send(name)
         loop = asyncio.get_running_loop()
         for attempt in range(attempts):
@@ -190,7 +193,12 @@ class VdgAgent(Agent):
                 for name in missing:
                     send(name)
         got = self.replies.get(key, {})
-        return {n: got[n] for n in want if n in got}
+        self.absent.update(n for n in want if n not in got)
+        self.absent.difference_update(got)
+        if self.absent:
+            log.warning("%s: absent after %s %s: %s", self.name_, kind, session,
+                        sorted(self.absent))
+        return {n: got[n] for n in everyone if n in got}
 
 
 class HouseholdAgent(VdgAgent):

@@ -397,6 +397,7 @@ class DayRunner:
                     log.warning("session %s: commitment of %s refused: %s", plan.name, name, exc)
         book.open_reveal()
         ops.close_commits()
+        self._hook(f"{plan.name}:committed")
         self.progress(phase, 1, 3)
         committed = [n for n in names if n in book.commits]
         revealed = await auct.gather(
