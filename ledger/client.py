@@ -63,10 +63,10 @@ class Web3Ledger:
     def deploy(cls, config: ChainConfig | None = None, *, chain: Chain | None = None) -> Web3Ledger:
         """Deploy every contract with fresh role holders and return the client."""
         chain = chain or Chain(config or ChainConfig())
-        admin = chain.new_account()
-        roles = {"admin": admin}
-        for name in ("dso", "auctioneer", "aggregator", "treasury"):
-            roles[name] = chain.new_account()
+        names = ("admin", "dso", "auctioneer", "aggregator", "treasury")
+        roles = {name: chain.new_account(fund=False) for name in names}
+        chain.fund([a.address for a in roles.values()])
+        admin = roles["admin"]
         reg = chain.deploy("Registry", admin)
         credit = chain.deploy("Credit", admin, reg.address)
         energy = chain.deploy("EnergyToken", admin, reg.address)
@@ -96,11 +96,15 @@ class Web3Ledger:
             },
             roles,
         )
-        led.grant(roles["dso"].address, DSO)
-        led.grant(roles["auctioneer"].address, AUCTIONEER)
-        led.grant(roles["aggregator"].address, AGGREGATOR)
-        # the treasury pays exported energy in billing
-        chain.transact(credit, "approve", [billing.address, MAX_UINT], roles["treasury"])
+        chain.send_batch(
+            [
+                led._item("registry", "grant", [roles["dso"].address, DSO], admin),
+                led._item("registry", "grant", [roles["auctioneer"].address, AUCTIONEER], admin),
+                led._item("registry", "grant", [roles["aggregator"].address, AGGREGATOR], admin),
+                # the treasury pays exported energy in billing
+                led._item("credit", "approve", [billing.address, MAX_UINT], roles["treasury"]),
+            ]
+        )
         logger.info("ledger deployed: market %s", market.address)
         return led
 
