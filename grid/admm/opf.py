@@ -51,8 +51,8 @@ def partition(feeder: Feeder, kind: str | int = "bus") -> tuple[tuple[object, ..
 
     Args:
         feeder: the feeder.
-        kind: ``"bus"`` (one region per bus) or a number of regions ``n``: the tree is cut
-            bottom-up into connected pieces of about ``n_buses / n`` buses each.
+        kind: ``"bus"`` (one region per bus) or a number of regions ``n``: the largest region
+            is split ``n − 1`` times at the branch that halves it best.
 
     Returns:
         The regions, each a tuple of buses in the feeder's breadth-first order; the root's
@@ -64,25 +64,35 @@ def partition(feeder: Feeder, kind: str | int = "bus") -> tuple[tuple[object, ..
     n = int(kind)
     if n < 1:
         raise OpfError(f"a partition needs at least 1 region, got {kind!r}", "invalid")
-    target = max(1, math.ceil(len(buses) / n))
-    owner: dict[object, int] = {}
-    pending: dict[object, list[object]] = {}
-    regions: list[list[object]] = []
-    for b in reversed(buses):
-        group = [b]
-        for c in feeder.children(b):
-            group += pending.pop(c, [])
-        if len(group) >= target and b != feeder.root:
-            regions.append(group)
-            for g in group:
-                owner[g] = len(regions) - 1
-        else:
-            pending[b] = group
-    regions.append(pending.pop(feeder.root))
     order = {b: k for k, b in enumerate(buses)}
+    regions: list[set[object]] = [set(buses)]
+    # Split the largest region n-1 times at the branch whose downstream part (inside the
+    # region) is closest to half of it: balanced, connected pieces.
+    for _ in range(min(n, len(buses)) - 1):
+        big = max(regions, key=len)
+        size: dict[object, int] = {}
+        for b in sorted(big, key=order.__getitem__, reverse=True):
+            size[b] = 1 + sum(size[c] for c in feeder.children(b) if c in big)
+        top = min(big, key=order.__getitem__)
+        cands = [b for b in big if b != top]
+        if not cands:
+            break
+        cut = min(cands, key=lambda b: (abs(2 * size[b] - len(big)), order[b]))
+        below = {b for b in big if _under(feeder, b, cut, big)}
+        regions.remove(big)
+        regions += [big - below, below]
     out = [tuple(sorted(r, key=order.__getitem__)) for r in regions]
     out.sort(key=lambda r: order[r[0]])
     return tuple(out)
+
+
+def _under(feeder: Feeder, bus: object, top: object, region: set[object]) -> bool:
+    """Whether ``bus`` lies at or below ``top`` without leaving ``region``."""
+    while bus is not None and bus in region:
+        if bus == top:
+            return True
+        bus = feeder.parent(bus)
+    return False
 
 
 # --------------------------------------------------------------------------------------------
