@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mesa.experimental.scenarios import Scenario as MesaScenario
 
 from ledger.client import Web3Ledger
 from ledger.orders import commitment
@@ -25,6 +26,7 @@ from mas.mesa.errors import ModelParameterError
 from mas.mesa.model import TICKS_PER_DAY, VdgModel, tree_layout
 from mas.mesa.params import population_world, scenario_with
 from mas.mesa.summary import DaySettlement, day_settlement
+from mas.mesa.viz import VizModel, initial_values, model_params
 from mas.scenario import Scenario
 from mas.world import SLOTS, build_world, household_rng
 
@@ -242,3 +244,14 @@ def test_parity_memory_ledger_and_evm_settle_the_same_day(mesa_day: VdgModel) ->
     assert summary["gas_used"] > 0
     assert summary["money_conserved"]
     assert summary["energy_conserved"]
+
+
+def test_viz_model_takes_the_page_controls_and_ignores_mesas_scenario() -> None:
+    params = model_params(SMALL, 8)
+    kwargs = {**initial_values(params), "households": 5, "battery_share": 0.5}
+    model = VizModel(scenario=MesaScenario(), **kwargs)
+    assert model.vdg.households == 5
+    assert model.vdg.der.battery_share == 0.5
+    assert model.vdg.feeder == SMALL.feeder
+    model.step()
+    assert model.sessions
