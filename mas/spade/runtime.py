@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ledger.errors import LedgerError
 from ledger.orders import OrderVector, SlotOrder
 from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionBook, day_sessions
@@ -159,6 +160,8 @@ class DayRunner:
         try:
             self._start_infrastructure()
             run_agents(self._day_with_deadline)
+        except LedgerError as exc:  # retried by the ledger client already; now a clear failure
+            raise RuntimeFailureError(f"chain: {exc}") from exc
         finally:
             self.close()
         return self.record
