@@ -66,6 +66,9 @@ SUMMARY_REPORTERS = ("trades", "traded_kwh", "welfare_eur", "cost_prosumers_eur"
 GATE_S = 600
 """Commit and reveal windows of each session on the ledger's clock, seconds."""
 
+ACCOUNT_BATCH = 200
+"""Accounts registered per ``add_households`` call (one role grant per batch must fit a block)."""
+
 LedgerKind = Literal["memory", "evm"]
 
 
@@ -225,8 +228,11 @@ class VdgModel(Model):
         self.space = Network(feeder.graph.to_undirected(), random=self.random,
                              layout=self.layout)
         sc = self.vdg
-        addresses = self.ledger.add_households(len(self.world.households) + 1,
-                                               credit_eur=sc.market.credit_eur)
+        n_accounts = len(self.world.households) + 1  # households, then the aggregator
+        addresses: list[str] = []
+        for first in range(0, n_accounts, ACCOUNT_BATCH):
+            addresses += self.ledger.add_households(min(ACCOUNT_BATCH, n_accounts - first),
+                                                    credit_eur=sc.market.credit_eur)
         self.households: list[HouseholdAgent] = []
         for h, addr in zip(self.world.households, addresses, strict=False):
             brain = HouseholdBrain(h, self.world.import_eur_per_kwh, self.world.export_eur_per_kwh,
