@@ -18,12 +18,13 @@ from mas.errors import ScenarioError
 
 def _num(where: str, value: object, lo: float, hi: float, *, integer: bool = False) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if ok and integer and not (isinstance(value, int) or float(value).is_integer()):
+    number = float(value) if isinstance(value, int | float) else math.nan
+    if ok and integer and not (isinstance(value, int) or number.is_integer()):
         ok = False
-    if not ok or not math.isfinite(float(value)) or not lo <= float(value) <= hi:  # type: ignore[arg-type]
+    if not ok or not math.isfinite(number) or not lo <= number <= hi:
         kind = "an integer" if integer else "a number"
         raise ScenarioError(f"{where} must be {kind} in [{lo}, {hi}], got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return number
 
 
 @dataclass(frozen=True, slots=True)

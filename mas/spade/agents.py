@@ -42,7 +42,7 @@ class _Inbox(CyclicBehaviour):
     async def run(self) -> None:
         msg = await self.receive(timeout=1)
         if msg is not None:
-            await self.agent.handle(msg)  # type: ignore[attr-defined]
+            await self.agent.handle(msg)
 
 
 class VdgAgent(Agent):

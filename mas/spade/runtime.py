@@ -36,6 +36,7 @@ import numpy as np
 
 from ledger.errors import LedgerError
 from ledger.orders import OrderVector, SlotOrder
+from market.vdg import FlexibilityCall
 from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionBook, day_sessions
 from mas.brains.dso import DsoBrain
@@ -63,7 +64,7 @@ class DayRecord:
     flex: list[dict[str, Any]] = field(default_factory=list)
     sessions: list[dict[str, Any]] = field(default_factory=list)
     cleared: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
-    limits: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    limits: dict[str, dict[str, tuple[tuple[int, int], ...]]] = field(default_factory=dict)
     metered_kwh: dict[str, list[float]] = field(default_factory=dict)
     missing_readings: int = 0
     clearing_matches: bool = True
@@ -326,11 +327,12 @@ class DayRunner:
         for k in range(sc.grid.max_rounds):
             sig = step.open_round()
             self.progress("coordination", k, sc.grid.max_rounds)
-            answers = await dso.gather(
-                "plan.answer", "", sig.round, world.ids,
-                lambda n, s=sig: dso.send_body(n, CFP, "plan.round", round=s.round,
-                                               lam_eur_per_kwh=list(s.lam_eur_per_kwh)),
-                timeout)
+            lam = list(sig.lam_eur_per_kwh)
+
+            def ask(n: str, r: int = sig.round, lam: list[float] = lam) -> None:
+                dso.send_body(n, CFP, "plan.round", round=r, lam_eur_per_kwh=lam)
+
+            answers = await dso.gather("plan.answer", "", sig.round, world.ids, ask, timeout)
             for name, body in sorted(answers.items()):
                 step.submit(name, sig.round, body["net_import_kw"])
             res = step.close_round()
@@ -358,13 +360,14 @@ class DayRunner:
         for k, call in enumerate(calls):
             self.progress("flexibility", k, len(calls))
             names = brain.households_on(call.buses)
-            offers = await dso.gather(
-                "flex.offer", call.id, -1, names,
-                lambda n, c=call: dso.send_body(
-                    n, CFP, "flex.call", session=c.id, slot=c.slot,
-                    direction=c.direction.value, p_kw=c.p_kw,
-                    price_cap_eur_per_kwh=c.price_cap_eur_per_kwh),
-                self.scenario.runtime.reply_timeout_s)
+
+            def ask(n: str, c: FlexibilityCall = call) -> None:
+                dso.send_body(n, CFP, "flex.call", session=c.id, slot=c.slot,
+                              direction=c.direction.value, p_kw=c.p_kw,
+                              price_cap_eur_per_kwh=c.price_cap_eur_per_kwh)
+
+            offers = await dso.gather("flex.offer", call.id, -1, names, ask,
+                                      self.scenario.runtime.reply_timeout_s)
             usable = {n: (b["p_kw"], b["price_eur_per_kwh"]) for n, b in offers.items()
                       if b["p_kw"] > 0}
             result = brain.clear_call(call, usable)
@@ -434,7 +437,7 @@ class DayRunner:
             log.error("session %s: chain clearing differs from market.auction.huang", plan.name)
         self.record.cleared[plan.name] = cleared
         self.record.limits[plan.name] = {
-            n: tuple((s.qty_wh, s.price_ueur_per_kwh) for s in vec.slots)  # type: ignore[misc]
+            n: tuple((s.qty_wh, s.price_ueur_per_kwh) for s in vec.slots)
             for n, vec, _ in book.canonical()}
         buy = [s.buy_price_ueur_per_kwh for s in clearing.slots]
         sell = [s.sell_price_ueur_per_kwh for s in clearing.slots]

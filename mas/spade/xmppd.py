@@ -45,7 +45,7 @@ def _install_counter(stats: _Stats) -> None:
         stats.messages += 1
         await original(self, element)
 
-    StanzaHandler.handle_msg = counting  # type: ignore[method-assign]
+    StanzaHandler.handle_msg = counting
 
 
 def _install_tls_fix() -> None:
@@ -66,7 +66,7 @@ def _install_tls_fix() -> None:
         if id(self) in held:
             held[id(self)].append(data)
             return
-        original_data(self, data)  # type: ignore[arg-type]
+        original_data(self, data)
 
     async def handle_tls(self: object, element: object) -> object:
         proto = self._protocol  # type: ignore[attr-defined]
@@ -82,8 +82,8 @@ def _install_tls_fix() -> None:
                     asyncio.get_running_loop().call_soon(
                         lambda: [original_data(proto, c) for c in chunks])
 
-    XMLProtocol.data_received = data_received  # type: ignore[method-assign]
-    StreamNegotiator._handle_tls = handle_tls  # type: ignore[method-assign]
+    XMLProtocol.data_received = data_received
+    StreamNegotiator._handle_tls = handle_tls
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
