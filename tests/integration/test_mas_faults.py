@@ -8,13 +8,13 @@ import pytest
 
 from grid.der import BatterySpec, PvSpec
 from mas.brains.household import HouseholdBrain
-from mas.errors import MessageError
+from mas.errors import MessageError, RuntimeFailureError
 from mas.messages import dump, parse
 from mas.scenario import RuntimeSpec, Scenario
 from mas.spade.agents import CFP, HouseholdAgent, VdgAgent
 from mas.spade.loop import run_agents
 from mas.spade.runtime import DayRunner
-from mas.spade.server import EmbeddedXmppServer
+from mas.spade.server import EmbeddedXmppServer, free_port
 from mas.summary import summary
 from mas.world import HouseholdSpec, household_rng
 
@@ -161,3 +161,12 @@ def test_agents_reconnect_after_a_server_restart_and_the_day_completes():
     assert s["money_conserved"]
     assert s["energy_conserved"]
     assert s["clearing_matches_reference"]
+
+
+def test_an_unreachable_chain_is_a_clear_failure_and_nothing_is_left_running():
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    runner = DayRunner(_small(), chain_url=url)
+    with pytest.raises(RuntimeFailureError, match="chain"):
+        runner.run()
+    assert all(p.poll() is not None for p in runner.workers)
+    assert not runner.server.running
