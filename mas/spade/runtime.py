@@ -211,6 +211,10 @@ class DayRunner:
     def _start_infrastructure(self) -> None:
         sc = self.scenario
         self.progress("start", 0, 4)
+        if self.chain_url is not None:  # fail fast, before anything is started
+            from ledger.chain import Chain, ChainConfig  # noqa: PLC0415
+
+            Chain(ChainConfig(url=self.chain_url, seed=sc.seed))
         if self.xmpp is None:
             self.server = EmbeddedXmppServer().start()
         domain, port = self.domain_port

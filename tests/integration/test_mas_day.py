@@ -2,7 +2,7 @@
 
 import pytest
 
-from mas.scenario import Scenario
+from mas.scenario import RuntimeSpec, Scenario
 from mas.spade.runtime import DayRunner
 from mas.summary import summary
 
@@ -10,7 +10,8 @@ pytestmark = [pytest.mark.xmpp, pytest.mark.chain, pytest.mark.integration]
 
 
 def _run(**kw):
-    runner = DayRunner(Scenario(households=10, seed=3, **kw))
+    runner = DayRunner(Scenario(households=10, seed=3,
+                                runtime=RuntimeSpec(household_processes=1), **kw))
     runner.run()
     return runner, summary(runner, 0.0)
 
