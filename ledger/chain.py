@@ -345,7 +345,7 @@ class Chain:
             hashes.append(resp["result"])
         receipts: list[Any] = [None] * len(hashes)
         pending = list(range(len(hashes)))
-        deadline = time.monotonic() + self.config.timeout_s
+        deadline = time.monotonic() + self.config.timeout_s + 0.1 * len(hashes)
         while pending:
             calls = [(RPCEndpoint("eth_getTransactionReceipt"), [hashes[i]]) for i in pending]
             responses = self._retry(partial(provider.make_batch_request, calls))

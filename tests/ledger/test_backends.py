@@ -58,3 +58,15 @@ def test_funder_key_and_poa_middleware_on_a_node() -> None:
             (h,) = led.add_households(1, credit_eur=1.0)
             assert led.credit_nano(h) == 1_000_000_000
             assert led.chain.w3.eth.get_balance(funder.address) < 10**21 - 5 * 10**19  # it paid
+
+
+@pytest.mark.chain
+def test_onboarding_more_households_than_one_grant_chunk(anvil_url: str) -> None:
+    with open_ledger(anvil_url, seed=79) as led:
+        hh = led.add_households(201, credit_eur=0.5)
+        grants = [r for r in led.gas_log if r.call == "Registry.grantMany"]
+        assert len(grants) == 2
+        assert max(r.gas_used for r in grants) < 6_000_000
+        for h in (hh[0], hh[199], hh[200], hh[-1]):
+            assert led.roles_of(h) & 16
+            assert led.credit_nano(h) == 500_000_000
