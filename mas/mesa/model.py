@@ -63,8 +63,11 @@ SUMMARY_REPORTERS = ("trades", "traded_kwh", "welfare_eur", "cost_prosumers_eur"
                      "admm_iterations", "flex_calls", "money_conserved", "energy_conserved",
                      "wall_time_s")
 """Summary fields also recorded as model reporters (set at the last tick, ``None`` before)."""
-GATE_S = 600
-"""Commit and reveal windows of each session on the ledger's clock, seconds."""
+GATE_S = 86_400
+"""Commit and reveal windows of each session on the ledger's clock, seconds. The model moves the
+clock past each gate itself; the windows only have to outlast the wall time of sending every
+commitment, which the embedded chain's clock also counts (600 s was too short for 1,001
+participants on a loaded machine)."""
 
 ACCOUNT_BATCH = 200
 """Accounts registered per ``add_households`` call (one role grant per batch must fit a block)."""
