@@ -127,10 +127,17 @@ def _report(out: Path, runner: Any, summ: dict[str, Any], state: Any, planned: A
 
     world, rec = runner.world, runner.record
     hours = np.arange(SLOTS)
+    edges = np.arange(SLOTS + 1)
+
+    def stairs(v: Any) -> Any:
+        return np.append(np.asarray(v, dtype=float), float(np.asarray(v)[-1]))
+
+    limit = runner.scenario.grid.import_limit_kw
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.step(hours, planned.import_kw, where="post", label="planned (after coordination)")
-    ax.step(hours, state.import_kw, where="post", label="metered")
-    ax.axhline(runner.scenario.grid.import_limit_kw, color="k", ls="--", lw=1, label="limit")
+    ax.step(edges, stairs(planned.import_kw), where="post", label="planned (after coordination)")
+    ax.step(edges, stairs(state.import_kw), where="post", label="metered")
+    ax.axhline(limit, color="k", ls="--", lw=1, label="limit")
+    ax.set_ylim(top=max(ax.get_ylim()[1], 1.1 * limit))
     ax.set_xlabel("hour")
     ax.set_ylabel("substation import, kW")
     ax.legend(fontsize=7)
@@ -139,8 +146,8 @@ def _report(out: Path, runner: Any, summ: dict[str, Any], state: Any, planned: A
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 3.2))
     da = next((s for s in rec.sessions if s["session"] == "da" and "slots" in s), None)
-    ax.step(hours, world.import_eur_per_kwh, where="post", label="retail import")
-    ax.step(hours, world.export_eur_per_kwh, where="post", label="feed-in")
+    ax.step(edges, stairs(world.import_eur_per_kwh), where="post", label="retail import")
+    ax.step(edges, stairs(world.export_eur_per_kwh), where="post", label="feed-in")
     if da:
         buy = np.array(da["buy_price_ueur_per_kwh"]) / 1e6
         vol = np.array(da["volume_wh"])

@@ -333,16 +333,20 @@ class HouseholdBrain:
         return round(net, 6) + 0.0, round(bat_kw, 6) + 0.0, soc
 
     def deliver(self, slot: int) -> Delivery:
-        """Run slot ``slot`` for real and read the meter (idempotent per slot)."""
+        """Run slot ``slot`` for real and read the meter (idempotent per slot).
+
+        Time does not wait for messages: slots before ``slot`` that were not delivered yet (a
+        lost request) are run first, in order.
+        """
         if slot in self.deliveries:
             return self.deliveries[slot]
-        if slot != len(self.deliveries):
-            raise PlanError(f"household {self.spec.id}: slot {slot} delivered out of order "
-                            f"(next is {len(self.deliveries)})", "bad-input")
-        net, bat, self._soc_kwh = self._simulate_slot(slot, self._soc_kwh)
-        d = Delivery(slot, net, bat, round(self._soc_kwh, 6))
-        self.deliveries[slot] = d
-        return d
+        if not 0 <= slot < SLOTS:
+            raise PlanError(f"household {self.spec.id}: slot must be in 0..{SLOTS - 1}, got "
+                            f"{slot}", "bad-input")
+        for t in range(len(self.deliveries), slot + 1):
+            net, bat, self._soc_kwh = self._simulate_slot(t, self._soc_kwh)
+            self.deliveries[t] = Delivery(t, net, bat, round(self._soc_kwh, 6))
+        return self.deliveries[slot]
 
     def metered_export_kwh(self) -> tuple[float, ...]:
         """Metered net export per delivered slot, kWh (import negative)."""

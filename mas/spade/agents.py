@@ -127,6 +127,7 @@ class VdgAgent(Agent):
             self._notify()
             return
         if kind in REPLY_KINDS:  # a reply to one of our requests
+            self.absent.discard(sender)  # it is back
             self.replies.setdefault((kind, session, round_), {}).setdefault(sender, body)
             self._notify()
             return
@@ -190,8 +191,10 @@ class VdgAgent(Agent):
             if attempt + 1 < attempts:
                 log.info("%s: %d silent on %s %s; asking again", self.name_, len(missing), kind,
                          session)
-                for name in missing:
-                    send(name)
+                got = self.replies.get(key, {})
+                for name in everyone:  # the absent too: they may be back
+                    if name not in got:
+                        send(name)
         got = self.replies.get(key, {})
         self.absent.update(n for n in want if n not in got)
         self.absent.difference_update(got)

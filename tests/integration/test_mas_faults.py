@@ -113,10 +113,10 @@ def test_a_thousand_malformed_bodies_are_rejected_and_change_nothing():
     run_agents(main)
 
 
-def _small(**runtime) -> Scenario:
+def _small(reply_timeout_s: float = 6.0) -> Scenario:
     return Scenario(feeder="kerber-landnetz-kabel-1", households=6, seed=2,
-                    runtime=RuntimeSpec(reply_timeout_s=6.0, day_deadline_s=400.0,
-                                        household_processes=2, **runtime))
+                    runtime=RuntimeSpec(reply_timeout_s=reply_timeout_s, day_deadline_s=400.0,
+                                        household_processes=2))
 
 
 @pytest.mark.chain
@@ -151,7 +151,7 @@ def test_agents_reconnect_after_a_server_restart_and_the_day_completes():
         runner.server.restart()
         restarted.append(runner.server.proc.pid)
 
-    runner = DayRunner(_small(), hooks={"coordinated": restart})
+    runner = DayRunner(_small(reply_timeout_s=15.0), hooks={"coordinated": restart})
     runner.run()
     s = summary(runner, 0.0)
     assert restarted

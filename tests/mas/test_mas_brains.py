@@ -108,11 +108,14 @@ def test_orders_follow_the_plan_with_limit_prices():
 def test_delivery_is_in_order_idempotent_and_respects_the_battery():
     b = _brain()
     b.make_plan()
-    with pytest.raises(PlanError, match="out of order"):
-        b.deliver(3)
+    with pytest.raises(PlanError, match="slot must be"):
+        b.deliver(24)
     first = b.deliver(0)
     assert b.deliver(0) is first
-    for t in range(1, 24):
+    third = b.deliver(3)  # a lost request: slots 1 and 2 run first, in order
+    assert sorted(b.deliveries) == [0, 1, 2, 3]
+    assert b.deliver(3) is third
+    for t in range(4, 24):
         d = b.deliver(t)
         assert 0.0 - 1e-9 <= d.soc_kwh <= 8.0 + 1e-9
     assert len(b.metered_export_kwh()) == 24
