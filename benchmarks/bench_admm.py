@@ -46,7 +46,7 @@ def bench(variant: str, step_min: int, repeats: int, gap: float, consensus: floa
     model = AdmmOpf(f, prof.periods, step_min, devices, admm=AdmmOptions(
         alpha=float(spec["alpha"]), residual_balancing=bool(spec["residual_balancing"]),
         cost_scale_eur=cost_scale_eur(inputs, step_min, central.s_base_kw), target_gap=gap,
-        consensus_tol=consensus, max_iter=max_iter), regions=spec["partition"])  # type: ignore[arg-type]
+        consensus_tol=consensus, max_iter=max_iter), regions=spec["partition"])
     compile_s = model.engine.compile()  # build costs are excluded on both sides
     runs = []
     for _ in range(repeats):

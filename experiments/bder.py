@@ -204,7 +204,7 @@ def run(cfg: BderConfig, progress: Callable[[str], None] | None = None
         for mode in MODES:
             name = SCENARIO[(season, mode)]
             oc = ScenarioOutcome(name, mode, season)
-            market = BilateralMarket(data.households, 24, 60, mode,  # type: ignore[arg-type]
+            market = BilateralMarket(data.households, 24, 60, mode,
                                      feeder if mode in ("GS", "TGS") else None,
                                      regions=cfg.regions,
                                      root_quadratic_eur_per_kw2h=cfg.root_quadratic_eur_per_kw2h,
@@ -251,8 +251,8 @@ def table4(out: dict[str, ScenarioOutcome]) -> dict[str, dict[str, float | None]
 
     for name, oc in out.items():
         pro = oc.results[0].prosumer
-        imp = sum(r.import_cost_eur for r in oc.results)
-        trade = sum(r.trade_cost_eur for r in oc.results)
+        imp = np.sum([r.import_cost_eur for r in oc.results], axis=0)
+        trade = np.sum([r.trade_cost_eur for r in oc.results], axis=0)
         trading = oc.mode != "BS"
         put("Prosumer import costs (Eur)", name, float(imp[pro].sum()))
         put("Consumer import costs (Eur)", name, float(imp[~pro].sum()))

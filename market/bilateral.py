@@ -34,14 +34,14 @@ import math
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import cvxpy as cp
 import numpy as np
 
 from grid.admm.aggregator import Aggregator
 from grid.admm.engine import AdmmEngine, AdmmOptions, AdmmRun, Node
-from grid.admm.opf import build_region, partition
+from grid.admm.opf import RegionParts, build_region, partition
 from grid.der import BatterySpec, EvSpec, PvSpec, build_batteries, build_evs, build_pv
 from grid.feeders import Feeder
 from grid.opf import OpfOptions
@@ -262,7 +262,7 @@ class BilateralMarket:
         self._pieces = self._assemble(regions)
         self._engine: AdmmEngine | None = None
         self._central: cp.Problem | None = None
-        self._central_eq: list[tuple[Hashable, float, cp.Constraint]] = []
+        self._central_eq: list[tuple[Any, float, cp.Constraint]] = []
 
     # -----------------------------------------------------------------------------------------
     def _build_households(self) -> None:
@@ -270,7 +270,8 @@ class BilateralMarket:
         H = len(self.households)
         self.load = cp.Parameter((T, H), nonneg=True, name="load_p_kw")
         self.load_q = cp.Parameter((T, H), name="load_q_kvar")
-        self.hh: list[dict[str, object]] = []
+        self.hh: list[dict[str, Any]] = []
+        self.parts: list[RegionParts] = []
         for i, h in enumerate(self.households):
             imp = cp.Variable(T, nonneg=True, name=f"imp_{i}")
             exp = cp.Variable(T, nonneg=True, name=f"exp_{i}")
@@ -308,29 +309,28 @@ class BilateralMarket:
         d = self.hh[i]["d"]
         if d is None:
             return
-        for k, j in enumerate(self.hh[i]["others"]):  # type: ignore[attr-defined]
+        for k, j in enumerate(self.hh[i]["others"]):
             a, b = min(i, j), max(i, j)
             sign = 1.0 if i == a else -1.0
             if j in members:  # both in this node: reciprocity is a local constraint
                 if i == a:
-                    kb = self.hh[b]["others"].index(a)  # type: ignore[attr-defined]
-                    con = d[k] + self.hh[b]["d"][kb] == 0  # type: ignore[index]
+                    kb = self.hh[b]["others"].index(a)
+                    con = d[k] + self.hh[b]["d"][kb] == 0
                     piece.internal.append((("d", a, b), con))
                     piece.constraints.append(con)
                 continue
             piece.trade_rows[len(piece.rows)] = (("d", a, b), sign)
-            piece.rows.append(sign * d[k] / self.base_kw)  # type: ignore[index]
+            piece.rows.append(sign * d[k] / self.base_kw)
             piece.keys.append(("d", a, b))
 
     def _assemble(self, regions: str | int) -> list[_Piece]:
         pieces: list[_Piece] = []
         if not self.grid:
             for i, h in enumerate(self.households):
-                p = _Piece(h.name, objective=self.hh[i]["cost"],  # type: ignore[arg-type]
-                           constraints=list(self.hh[i]["cons"]))  # type: ignore[arg-type]
+                p = _Piece(h.name, objective=self.hh[i]["cost"],
+                           constraints=list(self.hh[i]["cons"]))
                 self._trade_rows(i, p, {i})
                 pieces.append(p)
-            self.parts = []
             return pieces
         f = self.feeder
         assert f is not None
@@ -340,7 +340,6 @@ class BilateralMarket:
         opts = OpfOptions(objective="losses", loss_price_eur_per_kwh=0.0,
                           s_base_kva=self.base_kw)
         rescale = self.base_kw / (f.s_base_mva * 1000.0)
-        self.parts = []
         for region in partition(f, regions):
             members = [i for b in region for i in at_bus.get(b, [])]
             extra_p = {b: sum((self.hh[i]["net"] for i in at_bus[b]), cp.Constant(0.0))
@@ -357,14 +356,14 @@ class BilateralMarket:
             if ell is not None:
                 r = np.array([f.branch(b).r_pu * rescale for b in nr])
                 p.objective = p.objective + self.dt_h * self.base_kw * cp.sum(
-                    cp.multiply(self.p_imp, r @ ell))  # type: ignore[operator]
+                    cp.multiply(self.p_imp, r @ ell))
             p0 = parts.variables.get("p0")
             if p0 is not None and self.root_alpha > 0:
                 p.objective = p.objective + self.root_alpha * self.dt_h * self.base_kw**2 * (
-                    cp.sum_squares(p0))  # type: ignore[arg-type]
+                    cp.sum_squares(p0))
             for i in members:
-                p.objective = p.objective + self.hh[i]["cost"]  # type: ignore[operator]
-                p.constraints += self.hh[i]["cons"]  # type: ignore[arg-type]
+                p.objective = p.objective + self.hh[i]["cost"]
+                p.constraints += self.hh[i]["cons"]
                 self._trade_rows(i, p, set(members))
             pieces.append(p)
         return pieces
@@ -399,21 +398,22 @@ class BilateralMarket:
                      else arr("gamma_eur_per_kwh", (T, H, H)))
         for i, (h, d) in enumerate(zip(self.households, self.hh, strict=True)):
             blocks = d["blocks"]
-            if "pv" in blocks:  # type: ignore[operator]
-                blocks["pv"].parameters["p_avail_kw"].value = np.clip(pv[:, i], 0, None)[None]  # type: ignore[index]
-            if "battery" in blocks:  # type: ignore[operator]
+            if "pv" in blocks:
+                blocks["pv"].parameters["p_avail_kw"].value = np.clip(pv[:, i], 0, None)[None]
+            if "battery" in blocks:
                 assert h.battery is not None
                 e0 = (0.5 * h.battery.e_max_kwh if inputs.battery_e_init_kwh is None
                       else float(inputs.battery_e_init_kwh[i]))
-                blocks["battery"].parameters["e_init_kwh"].value = np.array([e0])  # type: ignore[index]
-            if "ev" in blocks:  # type: ignore[operator]
+                blocks["battery"].parameters["e_init_kwh"].value = np.array([e0])
+            if "ev" in blocks:
                 if ev_av is None or need is None:
                     raise MarketError("inputs.ev_available and ev_e_need_kwh are required "
                                       "with EVs")
-                blocks["ev"].parameters["available"].value = np.asarray(ev_av)[:, i][None]  # type: ignore[index]
-                blocks["ev"].parameters["e_need_kwh"].value = np.array([float(need[i])])  # type: ignore[index]
-            if gamma is not None and self.gamma[i] is not None:
-                self.gamma[i].value = gamma[:, i, d["others"]].T  # type: ignore[union-attr,index]
+                blocks["ev"].parameters["available"].value = np.asarray(ev_av)[:, i][None]
+                blocks["ev"].parameters["e_need_kwh"].value = np.array([float(need[i])])
+            g_par = self.gamma[i]
+            if gamma is not None and g_par is not None:
+                g_par.value = gamma[:, i, d["others"]].T
         if self.grid:
             for parts in self.parts:
                 prm = parts.parameters
@@ -478,7 +478,7 @@ class BilateralMarket:
         prices = np.full((T, H, H), np.nan)
         for key, sign, con in self._central_eq:
             if sign:
-                _, a, b = key  # type: ignore[misc]
+                _, a, b = key
                 # ν of (first copy − other copy = 0): a's marginal cost of selling d_ab is
                 # −ν/base per kW when a holds the first copy (+d_ab), +ν/base when b does
                 price = -sign * np.asarray(con.dual_value) / (self.dt_h * self.base_kw)
@@ -524,16 +524,17 @@ class BilateralMarket:
     def _result(self, method: str, run: AdmmRun | None, prices: np.ndarray,
                 wall_s: float) -> MarketResult:
         T, H, dt = self.periods, len(self.households), self.dt_h
-        imp = np.column_stack([np.asarray(d["imp"].value) for d in self.hh])  # type: ignore[attr-defined]
-        exp = np.column_stack([np.asarray(d["exp"].value) for d in self.hh])  # type: ignore[attr-defined]
+        imp = np.column_stack([np.asarray(d["imp"].value) for d in self.hh])
+        exp = np.column_stack([np.asarray(d["exp"].value) for d in self.hh])
         trades = np.zeros((T, H, H))
         for i, d in enumerate(self.hh):
             if d["d"] is not None:
-                trades[:, i, d["others"]] = np.asarray(d["d"].value).T  # type: ignore[attr-defined,index]
+                trades[:, i, d["others"]] = np.asarray(d["d"].value).T
         recip = float(np.max(np.abs(trades + np.transpose(trades, (0, 2, 1)))))
         if self.trading:  # report reciprocal trades: the average of the two copies
             trades = 0.5 * (trades - np.transpose(trades, (0, 2, 1)))
-        pi, pe = self.p_imp.value, self.p_exp.value
+        pi = np.asarray(self.p_imp.value, dtype=float)
+        pe = np.asarray(self.p_exp.value, dtype=float)
         import_cost = dt * (pi @ imp - pe @ exp)
         pay = np.where(np.isnan(prices), 0.0, prices) * trades
         trade_cost = -dt * pay.sum(axis=(0, 2))
@@ -553,15 +554,16 @@ class BilateralMarket:
                 nr = [b for b in parts.buses if b != f.root]
                 if var["l"] is not None:
                     r = np.array([f.branch(b).r_pu * rescale for b in nr])
-                    losses += (r @ var["l"].value) * self.base_kw  # type: ignore[union-attr]
+                    losses += (r @ var["l"].value) * self.base_kw
                     for k, b in enumerate(nr):
-                        v[:, bpos[b]] = np.sqrt(np.clip(var["v"].value[k], 0, None))  # type: ignore[union-attr]
+                        v[:, bpos[b]] = np.sqrt(np.clip(var["v"].value[k], 0, None))
                 if var.get("p0") is not None:
-                    sub = np.asarray(var["p0"].value) * self.base_kw  # type: ignore[union-attr]
-                    v[:, 0] = np.sqrt(np.asarray(var["v_root"].value))  # type: ignore[union-attr]
+                    sub = np.asarray(var["p0"].value) * self.base_kw
+                    v[:, 0] = np.sqrt(np.asarray(var["v_root"].value))
         objective = (float(self._central.value) if run is None and self._central is not None
                      else run.objective_eur if run is not None
-                     else float(sum(float(p.objective.value) for p in self._pieces)))
+                     else float(np.sum([np.asarray(p.objective.value, dtype=float)
+                                       for p in self._pieces])))
         return MarketResult(
             mode=self.mode, method=method, households=tuple(h.name for h in self.households),
             prosumer=np.array([h.prosumer for h in self.households]), import_kw=imp,

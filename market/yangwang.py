@@ -30,6 +30,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -147,11 +148,11 @@ class YangWang:
         self.p_fit = cp.Parameter(T, nonneg=True, name="pi_FIT")
         self.p_dr = cp.Parameter(T, nonneg=True, name="pi_DR")
         self.rho = cp.Parameter(nonneg=True, name="rho", value=1.0)
-        self.local: list[dict[str, object]] = []
+        self.local: list[dict[str, Any]] = []
         for i, pr in enumerate(self.prosumers):
             self.local.append(self._prosumer(i, pr, T, N))
         cost = sum((d["cost"] for d in self.local), cp.Constant(0.0))
-        cons = [c for d in self.local for c in d["cons"]]  # type: ignore[attr-defined]
+        cons = [c for d in self.local for c in d["cons"]]
         # (10): p_ij + p_ji = 0 for i < j
         self._clearing = []
         for i in range(N):
@@ -163,16 +164,16 @@ class YangWang:
         plt = []
         for d in self.local:
             et = d["et"]
-            plt.append(d["cost"] + self.rho / 2 * cp.sum_squares(et)  # type: ignore[operator]
-                       + cp.sum(cp.multiply(d["lin"], et)))  # type: ignore[arg-type]
+            plt.append(d["cost"] + self.rho / 2 * cp.sum_squares(et)
+                       + cp.sum(cp.multiply(d["lin"], et)))
         self.plt = cp.Problem(cp.Minimize(sum(plt, cp.Constant(0.0))), cons)
 
     def _et(self, i: int, j: int) -> cp.Expression:
         d = self.local[i]
-        return d["et"][d["others"].index(j)]  # type: ignore[attr-defined,index]
+        return d["et"][d["others"].index(j)]
 
     def _prosumer(self, i: int, pr: Prosumer, T: int, N: int  # noqa: N803 - paper notation
-                  ) -> dict[str, object]:
+                  ) -> dict[str, Any]:
         dt = self.dt_h
         g = cp.Variable(T, nonneg=True, name=f"pG_{i}")
         re = cp.Variable(T, nonneg=True, name=f"pRE_{i}")
@@ -235,18 +236,18 @@ class YangWang:
         if len(inputs.shiftable_preferred_kw) != N:
             raise MarketError("inputs.shiftable_preferred_kw needs one array per prosumer")
         for i, (pr, d) in enumerate(zip(self.prosumers, self.local, strict=True)):
-            d["re_avail"].value = re[:, i]  # type: ignore[attr-defined]
-            d["base"].value = base[:, i]  # type: ignore[attr-defined]
+            d["re_avail"].value = re[:, i]
+            d["base"].value = base[:, i]
             blocks = d["blocks"]
-            if "hvac" in blocks:  # type: ignore[operator]
-                blocks["hvac"].parameters["t_out_c"].value = t_out  # type: ignore[index]
-            if "shiftable" in blocks:  # type: ignore[operator]
+            if "hvac" in blocks:
+                blocks["hvac"].parameters["t_out_c"].value = t_out
+            if "shiftable" in blocks:
                 pref = arr(f"shiftable_preferred_kw[{i}]", inputs.shiftable_preferred_kw[i],
                            (T, len(pr.shiftables)))
-                blocks["shiftable"].parameters["preferred_kw"].value = np.clip(pref.T, 0, None)  # type: ignore[index]
-            if "battery" in blocks:  # type: ignore[operator]
+                blocks["shiftable"].parameters["preferred_kw"].value = np.clip(pref.T, 0, None)
+            if "battery" in blocks:
                 assert pr.battery is not None
-                blocks["battery"].parameters["e_init_kwh"].value = np.array(  # type: ignore[index]
+                blocks["battery"].parameters["e_init_kwh"].value = np.array(
                     [0.5 * (pr.battery.e_min_kwh + pr.battery.e_max_kwh)])
 
     def _solve(self, problem: cp.Problem, what: str) -> None:
@@ -259,7 +260,7 @@ class YangWang:
 
     def objective_eur(self) -> float:
         """Σ of the prosumers' costs at the current variable values."""
-        return float(sum(float(d["cost"].value) for d in self.local))  # type: ignore[attr-defined]
+        return float(sum(float(d["cost"].value) for d in self.local))
 
     def solve_central(self, inputs: YwInputs) -> YwResult:
         """Solve DCM as one problem (the reference)."""
@@ -303,10 +304,10 @@ class YangWang:
             for i, d in enumerate(self.local):
                 o = d["others"]
                 # PLT_i: ρ/2 (p̂ − p)² − λ p = ρ/2 p² − (ρ p̂ + λ) p + const
-                d["lin"].value = -(rho * phat[i, o] + lam[i, o])  # type: ignore[attr-defined,index]
+                d["lin"].value = -(rho * phat[i, o] + lam[i, o])
             self._solve(self.plt, "PLT (batched)")
             for i, d in enumerate(self.local):
-                p[i, d["others"]] = np.asarray(d["et"].value)  # type: ignore[attr-defined,index]
+                p[i, d["others"]] = np.asarray(d["et"].value)
             prev = phat.copy()
             # SCT (16)–(17)
             pt, lt = np.transpose(p, (1, 0, 2)), np.transpose(lam, (1, 0, 2))
@@ -341,7 +342,7 @@ class YangWang:
         T, N = self.periods, len(self.prosumers)
 
         def col(name: str) -> np.ndarray:
-            return np.column_stack([np.asarray(d[name].value) for d in self.local])  # type: ignore[attr-defined]
+            return np.column_stack([np.asarray(d[name].value) for d in self.local])
 
         sched = {"grid_kw": col("g"), "renewable_kw": col("re"), "fit_kw": col("fit"),
                  "dr_kw": col("dr")}
@@ -351,19 +352,19 @@ class YangWang:
             sched[key] = zeros.copy()
         for i, d in enumerate(self.local):
             b = d["blocks"]
-            if "hvac" in b:  # type: ignore[operator]
-                sched["hvac_kw"][:, i] = -np.asarray(b["hvac"].p_kw.value)[0]  # type: ignore[index]
-                sched["t_in_c"][:, i] = np.asarray(b["hvac"].variables["t_in_c"].value)[0]  # type: ignore[index]
-            if "shiftable" in b:  # type: ignore[operator]
-                sched["shiftable_kw"][:, i] = -np.asarray(b["shiftable"].p_kw.value).sum(0)  # type: ignore[index]
-            if "battery" in b:  # type: ignore[operator]
-                v = b["battery"].variables  # type: ignore[index]
+            if "hvac" in b:
+                sched["hvac_kw"][:, i] = -np.asarray(b["hvac"].p_kw.value)[0]
+                sched["t_in_c"][:, i] = np.asarray(b["hvac"].variables["t_in_c"].value)[0]
+            if "shiftable" in b:
+                sched["shiftable_kw"][:, i] = -np.asarray(b["shiftable"].p_kw.value).sum(0)
+            if "battery" in b:
+                v = b["battery"].variables
                 sched["charge_kw"][:, i] = np.asarray(v["c_kw"].value)[0]
                 sched["discharge_kw"][:, i] = np.asarray(v["d_kw"].value)[0]
                 sched["energy_kwh"][:, i] = np.asarray(v["e_kwh"].value)[0]
         trades = np.zeros((T, N, N))
         for i, d in enumerate(self.local):
-            trades[:, i, d["others"]] = np.asarray(d["et"].value).T  # type: ignore[attr-defined,index]
+            trades[:, i, d["others"]] = np.asarray(d["et"].value).T
         return YwResult(method, self.objective_eur(), sched, trades, price, iterations,
                         converged, history, wall_s)
 

@@ -291,7 +291,7 @@ class AdmmEngine:
 
     def objective_eur(self) -> float:
         """Σ of the nodes' own costs at the current local solutions."""
-        return float(sum(float(n.objective.value) for n in self.nodes))
+        return float(np.sum([np.asarray(n.objective.value, dtype=float) for n in self.nodes]))
 
     def run(self, aggregator: Aggregator | None = None, *,
             reference_objective_eur: float | None = None,
@@ -383,10 +383,10 @@ class AdmmEngine:
             obj = self.objective_eur()
             gap = (abs(obj - reference_objective_eur) / abs(reference_objective_eur)
                    if reference_objective_eur else math.nan)
-            for key, val in (("primal", result.primal_residual), ("dual", result.dual_residual),
-                             ("rho", rho), ("objective_eur", obj), ("consensus_inf", cons_inf),
-                             ("gap", gap)):
-                hist[key].append(val)
+            stats = {"primal": result.primal_residual, "dual": result.dual_residual,
+                     "rho": rho, "objective_eur": obj, "consensus_inf": cons_inf, "gap": gap}
+            for key, stat in stats.items():
+                hist[key].append(float(stat))
             if on_round is not None:
                 on_round(k, {key: v[-1] for key, v in hist.items()})
             x_norm = math.sqrt(sum(float(np.sum(x**2)) for x in xhat))

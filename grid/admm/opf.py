@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -125,8 +126,8 @@ class RegionParts:
     objective: cp.Expression = field(default_factory=lambda: cp.Constant(0.0))
     constraints: list[cp.Constraint] = field(default_factory=list)
     balance_p: dict[object, cp.Constraint] = field(default_factory=dict)
-    parameters: dict[str, cp.Parameter] = field(default_factory=dict)
-    variables: dict[str, object] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] = field(default_factory=dict)
     blocks: dict[str, DeviceBlock] = field(default_factory=dict)
 
     def to_node(self) -> Node:
@@ -147,7 +148,7 @@ def _device_blocks(devices: Devices, buses: set[object], periods: int, dt_h: flo
         "hvac": lambda s: build_hvacs(s, periods, dt_h),
         "generator": lambda s: build_generators(s, periods, dt_h),
     }
-    groups = {"pv": devices.pv, "battery": devices.batteries, "ev": devices.evs,
+    groups: dict[str, Any] = {"pv": devices.pv, "battery": devices.batteries, "ev": devices.evs,
               "deferrable": devices.deferrables, "shiftable": devices.shiftables,
               "hvac": devices.hvacs, "generator": devices.generators}
     blocks, index = {}, {}
@@ -202,32 +203,32 @@ def build_region(feeder: Feeder, region: Sequence[object], periods: int, step_mi
     top = S[0]
     top_parent = feeder.parent(top) if top != root else None
 
-    P = cp.Variable((n, T), name="P") if n else None
-    Q = cp.Variable((n, T), name="Q") if n else None
-    ell = cp.Variable((n, T), nonneg=True, name="l") if n else None
-    v = cp.Variable((n, T), name="v") if n else None
-    Pe = cp.Variable((len(ext_children), T), name="P_child") if ext_children else None
-    Qe = cp.Variable((len(ext_children), T), name="Q_child") if ext_children else None
-    vpar = cp.Variable(T, name="v_parent") if top_parent is not None else None
-    vroot = cp.Variable(T, name="v_root") if has_root else None
+    P: Any = cp.Variable((n, T), name="P") if n else None
+    Q: Any = cp.Variable((n, T), name="Q") if n else None
+    ell: Any = cp.Variable((n, T), nonneg=True, name="l") if n else None
+    v: Any = cp.Variable((n, T), name="v") if n else None
+    Pe: Any = cp.Variable((len(ext_children), T), name="P_child") if ext_children else None
+    Qe: Any = cp.Variable((len(ext_children), T), name="Q_child") if ext_children else None
+    vpar: Any = cp.Variable(T, name="v_parent") if top_parent is not None else None
+    vroot: Any = cp.Variable(T, name="v_root") if has_root else None
     parts.variables.update(P=P, Q=Q, l=ell, v=v, P_child=Pe, Q_child=Qe, v_parent=vpar,
                            v_root=vroot)
 
     def p_of(bus: object) -> cp.Expression:
-        return P[pos[bus]] if bus in pos else Pe[epos[bus]]  # type: ignore[index]
+        return P[pos[bus]] if bus in pos else Pe[epos[bus]]
 
     def q_of(bus: object) -> cp.Expression:
-        return Q[pos[bus]] if bus in pos else Qe[epos[bus]]  # type: ignore[index]
+        return Q[pos[bus]] if bus in pos else Qe[epos[bus]]
 
     def v_of(bus: object) -> cp.Expression:
         if bus == root and has_root:
-            return vroot  # type: ignore[return-value]
+            return vroot
         if bus in pos:
-            return v[pos[bus]]  # type: ignore[index]
-        return vpar  # type: ignore[return-value]
+            return v[pos[bus]]
+        return vpar
 
-    load_p = cp.Parameter((n, T), name="load_p_kw") if n else None
-    load_q = cp.Parameter((n, T), name="load_q_kvar") if n else None
+    load_p: Any = cp.Parameter((n, T), name="load_p_kw") if n else None
+    load_q: Any = cp.Parameter((n, T), name="load_q_kvar") if n else None
     parts.parameters.update(load_p_kw=load_p, load_q_kvar=load_q)
     blocks, index = _device_blocks(devices, members, T, dt_h)
     if any(bus == root for b in blocks.values() for bus in b.buses):
@@ -260,23 +261,23 @@ def build_region(feeder: Feeder, region: Sequence[object], periods: int, step_mi
         flow_out_q = sum((q_of(c) for c in kids), cp.Constant(np.zeros(T)))
         ip = sum(inj_p[b], cp.Constant(np.zeros(T))) / s_base_kw - load_p[k] / s_base_kw
         iq = sum(inj_q[b], cp.Constant(np.zeros(T))) / s_base_kw - load_q[k] / s_base_kw
-        bal = P[k] - r * ell[k] - flow_out_p + ip == 0  # type: ignore[index]
+        bal = P[k] - r * ell[k] - flow_out_p + ip == 0
         parts.balance_p[b] = bal
         w = v_of(br.parent) / tau2
         cons += [
             bal,
-            Q[k] - x * ell[k] - flow_out_q + iq == 0,  # type: ignore[index]
-            v[k] == w - 2 * (r * P[k] + x * Q[k]) + (r**2 + x**2) * ell[k],  # type: ignore[index]
-            cp.SOC(ell[k] + w, cp.vstack([2 * P[k], 2 * Q[k], ell[k] - w]), axis=0),  # type: ignore[index]
+            Q[k] - x * ell[k] - flow_out_q + iq == 0,
+            v[k] == w - 2 * (r * P[k] + x * Q[k]) + (r**2 + x**2) * ell[k],
+            cp.SOC(ell[k] + w, cp.vstack([2 * P[k], 2 * Q[k], ell[k] - w]), axis=0),
         ]
         if opts.voltage_limits:
             lo, hi = feeder.v_limits_pu(b)
-            cons += [v[k] >= lo**2, v[k] <= hi**2]  # type: ignore[index]
+            cons += [v[k] >= lo**2, v[k] <= hi**2]
         imax = br.i_max_pu / rescale
         if opts.current_limits and math.isfinite(imax) and imax < 100.0:
-            cons.append(ell[k] <= imax**2)  # type: ignore[index]
+            cons.append(ell[k] <= imax**2)
         if opts.objective != "import_cost":
-            cost = cost + cp.sum(r * ell[k]) * scale * opts.loss_price_eur_per_kwh  # type: ignore[index]
+            cost = cost + cp.sum(r * ell[k]) * scale * opts.loss_price_eur_per_kwh
     if has_root:
         p0 = cp.Variable(T, name="p0")
         q0 = cp.Variable(T, name="q0")
@@ -305,10 +306,10 @@ def build_region(feeder: Feeder, region: Sequence[object], periods: int, step_mi
 
     # coupling rows
     if top_parent is not None:
-        parts.coupling += [P[pos[top]], Q[pos[top]], vpar]  # type: ignore[index,list-item]
+        parts.coupling += [P[pos[top]], Q[pos[top]], vpar]
         parts.keys += [("P", top), ("Q", top), ("v", top_parent)]
     for c in ext_children:
-        parts.coupling += [Pe[epos[c]], Qe[epos[c]]]  # type: ignore[index]
+        parts.coupling += [Pe[epos[c]], Qe[epos[c]]]
         parts.keys += [("P", c), ("Q", c)]
     for b in S:
         if any(c not in members for c in feeder.children(b)):
@@ -338,7 +339,7 @@ class AdmmOpfResult:
     regions: tuple[tuple[object, ...], ...]
 
 
-VARIANTS: dict[str, dict[str, object]] = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {"partition": "bus", "alpha": 1.0, "residual_balancing": False},
     "balanced": {"partition": "bus", "alpha": 1.0, "residual_balancing": True},
     "relaxed": {"partition": "bus", "alpha": 1.6, "residual_balancing": True},
@@ -475,7 +476,7 @@ class AdmmOpf:
 
     def solve(self, inputs: OpfInputs, aggregator: Aggregator | None = None, *,
               reference_objective_eur: float | None = None, batched: bool | None = None,
-              missed: object = None) -> AdmmOpfResult:
+              missed: Callable[[int, int], bool] | None = None) -> AdmmOpfResult:
         """Set the data and run ADMM.
 
         Args:
@@ -492,7 +493,7 @@ class AdmmOpf:
         """
         self._set(inputs)
         run = self.engine.run(aggregator, reference_objective_eur=reference_objective_eur,
-                              batched=batched, missed=missed,  # type: ignore[arg-type]
+                              batched=batched, missed=missed,
                               init=self.initial_guess(inputs))
         return AdmmOpfResult(self._result(run, inputs), run, self.regions)
 
@@ -516,19 +517,19 @@ class AdmmOpf:
             nr = [b for b in parts.buses if b != f.root]
             for k, b in enumerate(nr):
                 j = bpos[b]
-                v[:, j] = var["v"].value[k]  # type: ignore[union-attr]
-                P[:, j - 1] = var["P"].value[k]  # type: ignore[union-attr]
-                Q[:, j - 1] = var["Q"].value[k]  # type: ignore[union-attr]
-                ell[:, j - 1] = var["l"].value[k]  # type: ignore[union-attr]
+                v[:, j] = var["v"].value[k]
+                P[:, j - 1] = var["P"].value[k]
+                Q[:, j - 1] = var["Q"].value[k]
+                ell[:, j - 1] = var["l"].value[k]
             for b, con in parts.balance_p.items():
                 dual = con.dual_value
                 dlmp[:, bpos[b]] = (-np.asarray(dual) / price_scale if dual is not None
                                     else np.nan)
             if f.root in parts.buses:
-                v[:, 0] = var["v_root"].value  # type: ignore[union-attr]
-                p0 = np.asarray(var["p0"].value) * sb  # type: ignore[union-attr]
+                v[:, 0] = var["v_root"].value
+                p0 = np.asarray(var["p0"].value) * sb
                 p_inj[:, 0] = p0
-                q_inj[:, 0] = np.asarray(var["q0"].value) * sb  # type: ignore[union-attr]
+                q_inj[:, 0] = np.asarray(var["q0"].value) * sb
             for kind, blk in parts.blocks.items():
                 sched = schedules.setdefault(kind, {})
                 n_all = len(getattr(self.devices, _DEVICE_FIELD[kind]))
@@ -612,11 +613,11 @@ def solve_admm_opf(feeder: Feeder, periods: int, step_min: int, devices: Devices
     if reference:
         central = OpfModel(feeder, periods, step_min, devices, options).solve(inputs)
     base_kw = options.s_base_kva or _auto_base(feeder)
-    settings = replace(admm or AdmmOptions(), alpha=float(spec["alpha"]),  # type: ignore[arg-type]
+    settings = replace(admm or AdmmOptions(), alpha=float(spec["alpha"]),
                        residual_balancing=bool(spec["residual_balancing"]),
                        cost_scale_eur=cost_scale_eur(inputs, step_min, base_kw))
     model = AdmmOpf(feeder, periods, step_min, devices, options, settings,
-                    regions=spec["partition"])  # type: ignore[arg-type]
+                    regions=spec["partition"])
     res = model.solve(inputs, aggregator,
                       reference_objective_eur=central.objective_eur if central else None)
     return res, central

@@ -9,14 +9,14 @@ import pytest
 from grid.admm.aggregator import ReferenceAggregator, RoundResult
 from grid.admm.engine import AdmmOptions, NodeTimeoutError
 from grid.admm.opf import AdmmOpf, cost_scale_eur, partition, solve_admm_opf
-from grid.feeders import load_feeder
+from grid.feeders import Feeder, load_feeder
 from grid.opf import Devices, OpfInputs
 from grid.prices import Tariff
 from grid.profiles import day_profiles
 
 
 def _case(name: str, hours: float, step_min: int = 60, day: str = "2016-06-21"
-          ) -> tuple[object, Devices, OpfInputs, int]:
+          ) -> tuple[Feeder, Devices, OpfInputs, int]:
     f = load_feeder(name)
     prof = day_profiles(f, day, hours, step_min)
     imp, exp = Tariff().prices(prof.start, prof.periods, step_min)

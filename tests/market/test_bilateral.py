@@ -5,7 +5,7 @@ import pytest
 
 from grid.admm.engine import AdmmOptions
 from grid.der import BatterySpec, EvSpec, PvSpec
-from grid.feeders import load_feeder
+from grid.feeders import Feeder, load_feeder
 from market.bilateral import (
     BilateralMarket,
     Household,
@@ -18,7 +18,7 @@ from market.errors import MarketError
 FEEDER = "1-LV-rural1--0-sw"
 
 
-def _scenario(periods: int = 4, n: int = 6) -> tuple[object, list[Household], MarketInputs]:
+def _scenario(periods: int = 4, n: int = 6) -> tuple[Feeder, list[Household], MarketInputs]:
     """Six households, three with PV and a battery, one EV; a sunny midday window."""
     f = load_feeder(FEEDER)
     rng = np.random.default_rng(3)

@@ -15,8 +15,8 @@ def test_synthetic_data_are_reproducible() -> None:
 
 
 def test_admm_converges_within_one_percent_of_the_central_solution() -> None:
-    pros, inp = synthetic_week(10, 2)
-    model = YangWang(pros, 48)
+    pros, inp = synthetic_week(6, 1)
+    model = YangWang(pros, 24)
     central = model.solve_central(inp)
     admm = model.solve_admm(inp, rho=1.0, max_iter=300, tol_kw=1e-3,
                             reference_objective_eur=central.objective_eur)
