@@ -46,6 +46,7 @@ def test_every_message_went_through_the_server(day):
     assert s["xmpp_messages"] == sent  # the in-process shortcut carried none of them
 
 
+@pytest.mark.slow  # a second full day
 def test_the_same_seed_gives_the_same_settlement(day):
     runner, _ = day
     again, _ = _run()

@@ -144,6 +144,7 @@ def test_an_agent_killed_mid_session_is_left_out_and_the_day_settles():
 
 
 @pytest.mark.chain
+@pytest.mark.slow  # waits out reconnections
 def test_agents_reconnect_after_a_server_restart_and_the_day_completes():
     restarted = []
 

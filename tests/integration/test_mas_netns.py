@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.xmpp, pytest.mark.chain, pytest.mark.integration]
+pytestmark = [pytest.mark.xmpp, pytest.mark.chain, pytest.mark.integration, pytest.mark.slow]
 
 SRV_IP = "10.231.0.1"
 SCENARIO = """
