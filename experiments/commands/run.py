@@ -194,9 +194,14 @@ def _report(out: Path, runner: Any, summ: dict[str, Any], state: Any, planned: A
               help="Join an existing XMPP server instead of starting the embedded one.")
 @click.option("--chain", default=None, metavar="URL",
               help="JSON-RPC URL of a chain node instead of the embedded chain.")
+@click.option("--runtime", type=click.Choice(["spade", "mesa"]), default="spade",
+              show_default=True,
+              help="spade: agents over XMPP; mesa: the same brains in the Mesa model, no XMPP.")
+@click.option("--ledger", type=click.Choice(["evm", "memory"]), default="evm", show_default=True,
+              help="With --runtime mesa: the EVM (embedded or --chain) or the in-memory ledger.")
 @click.pass_context
 def run(ctx: click.Context, scenario: str, households: int | None, seed: int | None, out: Path,
-        xmpp: str | None, chain: str | None) -> None:
+        xmpp: str | None, chain: str | None, runtime: str, ledger: str) -> None:
     """Run one simulated day of a VDG neighbourhood through XMPP and the chain.
 
     SCENARIO is a shipped scenario name or a TOML file (default: the SimBench LV feeder
@@ -207,6 +212,9 @@ def run(ctx: click.Context, scenario: str, households: int | None, seed: int | N
     from mas.summary import summary  # noqa: PLC0415
 
     sc = _scenario(scenario, households, seed)
+    if runtime == "mesa":
+        _run_mesa(sc, out, ledger, chain, xmpp)
+        return
     bars = PhaseBars(not ctx.obj.get("quiet", False))
     t0 = time.perf_counter()
     runner = DayRunner(sc, xmpp=xmpp, chain_url=chain, progress=bars)
@@ -220,6 +228,25 @@ def run(ctx: click.Context, scenario: str, households: int | None, seed: int | N
     for key, value in summ.items():
         click.echo(f"{key:<{width}}  {value}")
     click.echo(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'agents'}/")
+
+
+def _run_mesa(sc: Scenario, out: Path, ledger: str, chain: str | None, xmpp: str | None) -> None:
+    """``vdg run --runtime mesa``: the day in the Mesa model; writes ``summary.json``."""
+    from mas.errors import ScenarioError  # noqa: PLC0415
+    from mas.mesa.run import run_day_mesa  # noqa: PLC0415 - heavy imports only when running
+
+    if xmpp is not None:
+        raise ScenarioError(f"--xmpp {xmpp!r}: the mesa runtime sends no XMPP messages")
+    if chain is not None and ledger == "memory":
+        raise ScenarioError(f"--chain {chain!r} needs --ledger evm, not memory")
+    summ = run_day_mesa(sc, ledger="memory" if ledger == "memory" else "evm", chain_url=chain)
+    summ = {"runtime": "mesa", "ledger": ledger, **summ}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summ, indent=2, default=str) + "\n")
+    width = max(len(k) for k in summ)
+    for key, value in summ.items():
+        click.echo(f"{key:<{width}}  {value}")
+    click.echo(f"wrote {out / 'summary.json'}")
 
 
 @click.command()
