@@ -124,11 +124,6 @@ def test_viz_renders_and_changes_on_step(server: str) -> None:
             page.wait_for_function(
                 "() => document.querySelector('.vdg-status')?.innerText"
                 ".includes('slots delivered: 1/24')", timeout=60_000)
-            out = ROOT / "results" / "browser"
-            out.mkdir(parents=True, exist_ok=True)
-            shot = out / "vdg-viz-after-step.png"
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"screenshot: {shot}")
             deadline = time.monotonic() + 30
             while True:  # the figures re-render after the status line
                 after = [_digest(img.screenshot()) for img in page.locator("img").all()]
@@ -138,6 +133,11 @@ def test_viz_renders_and_changes_on_step(server: str) -> None:
                 changed = [a != b for a, b in zip(after, before, strict=False)]
                 assert time.monotonic() < deadline, f"figures changed after Step: {changed}"
                 time.sleep(1)
+            out = ROOT / "results" / "browser"
+            out.mkdir(parents=True, exist_ok=True)
+            shot = out / "vdg-viz-after-step.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
             text = status.inner_text()
             assert "coordination rounds: 0" not in text
             page.get_by_role("button", name="Reset").click()
