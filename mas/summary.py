@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mas.brains.auctioneer import gains_from_trade_nano
 from mas.spade.runtime import AGGREGATOR, DayRunner
 from mas.world import SLOTS
 
@@ -59,21 +60,13 @@ def household_table(runner: DayRunner) -> list[dict[str, Any]]:
 def welfare_eur(runner: DayRunner) -> float:
     """Gains from local trade at the revealed limit prices, EUR."""
     rec = runner.record
-    total = 0.0
+    total = 0
     for session in rec.sessions:
         name = session["session"]
-        if name not in rec.cleared:
-            continue
-        buy = session["buy_price_ueur_per_kwh"]
-        sell = session["sell_price_ueur_per_kwh"]
-        for who, row in rec.cleared[name].items():
-            limits = rec.limits[name][who]
-            for k, wh in enumerate(row):
-                limit = limits[k][1]
-                if wh > 0:
-                    total += wh * (limit - buy[k])
-                elif wh < 0:
-                    total += -wh * (sell[k] - limit)
+        if name in rec.cleared:
+            total += gains_from_trade_nano(rec.cleared[name], rec.limits[name],
+                                           session["buy_price_ueur_per_kwh"],
+                                           session["sell_price_ueur_per_kwh"])
     return total / 1e9
 
 

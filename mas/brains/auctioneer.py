@@ -179,3 +179,31 @@ def cleared_matches(chain: Mapping[str, Sequence[int]],
     if set(chain) != set(reference):
         return False
     return all(np.array_equal(np.asarray(chain[k]), np.asarray(reference[k])) for k in chain)
+
+
+def gains_from_trade_nano(cleared_wh: Mapping[str, Sequence[int]],
+                          limits: Mapping[str, Sequence[tuple[int, int]]],
+                          buy_price_ueur_per_kwh: Sequence[int],
+                          sell_price_ueur_per_kwh: Sequence[int]) -> int:
+    """Gains from trade of one cleared session at the revealed limit prices, in nEUR.
+
+    A buyer of ``wh`` gains ``wh × (limit − buyer price)``, a seller ``wh × (seller price −
+    limit)`` (Wh × µEUR/kWh = nEUR, exact). Both runtimes report ``welfare_eur`` with this, so
+    the figure does not depend on which one ran the day.
+
+    Args:
+        cleared_wh: per participant, Wh bought (> 0) or sold (< 0) per slot of the session.
+        limits: per participant, (quantity Wh, limit price µEUR/kWh) per slot as revealed.
+        buy_price_ueur_per_kwh: buyers' price per slot.
+        sell_price_ueur_per_kwh: sellers' price per slot.
+    """
+    total = 0
+    for who, row in cleared_wh.items():
+        for k, wh in enumerate(row):
+            limit = limits[who][k][1]
+            if wh > 0:
+                total += wh * (limit - buy_price_ueur_per_kwh[k])
+            elif wh < 0:
+                total += -wh * (sell_price_ueur_per_kwh[k] - limit)
+    return total
+

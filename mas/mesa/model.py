@@ -42,6 +42,7 @@ from mas.brains.auctioneer import (
     SessionPlan,
     cleared_matches,
     day_sessions,
+    gains_from_trade_nano,
     vector_from_intent,
 )
 from mas.brains.dso import DsoBrain, GridState
@@ -153,6 +154,7 @@ class SessionRecord:
         buy_price_eur_per_kwh: per slot of the session, buyers' price (0 without trade).
         sell_price_eur_per_kwh: per slot, sellers' price.
         volume_kwh: per slot, energy traded.
+        gains_nano: gains from trade at the revealed limit prices, nEUR.
     """
 
     plan: SessionPlan
@@ -162,6 +164,7 @@ class SessionRecord:
     buy_price_eur_per_kwh: tuple[float, ...]
     sell_price_eur_per_kwh: tuple[float, ...]
     volume_kwh: tuple[float, ...]
+    gains_nano: int = 0
 
 
 def tree_layout(graph: nx.DiGraph, root: object) -> dict[object, tuple[float, float]]:
@@ -403,11 +406,16 @@ class VdgModel(Model):
         if not cleared_matches(chain, book.reference_clearing()):
             raise MesaRuntimeError(f"session {plan.name}: the ledger's clearing differs from "
                                    f"the market layer's Huang clearing of the same book")
+        limits = {n: tuple((s.qty_wh, s.price_ueur_per_kwh) for s in vec.slots)
+                  for n, vec, _ in book.canonical()}
+        gains = gains_from_trade_nano(chain, limits,
+                                      [s.buy_price_ueur_per_kwh for s in cl.slots],
+                                      [s.sell_price_ueur_per_kwh for s in cl.slots])
         rec = SessionRecord(
             plan, sid, participants, tuple(cl.cleared_wh),
             tuple(s.buy_price_eur_per_kwh for s in cl.slots),
             tuple(s.sell_price_eur_per_kwh for s in cl.slots),
-            tuple(s.volume_kwh for s in cl.slots))
+            tuple(s.volume_kwh for s in cl.slots), gains)
         self.sessions.append(rec)
         self._unsettled.append(rec)
         log.info("session %s: %d orders, %.3f kWh traded", plan.name, len(participants),

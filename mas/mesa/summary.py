@@ -3,9 +3,11 @@
 Cost model of a household: what it paid the market on the ledger (Credit before minus after,
 penalties included) plus the retail supplier's bill for its residual, slot by slot: metered
 import not covered by its net local purchase is bought at the retail import price, the rest sold
-at the feed-in price. ``welfare_eur`` is what the local market saved every participant against
-retail only (the same metered flows, all at retail prices), plus the aggregator's wholesale
-resale margin and the market treasury's take (trade surplus, penalties).
+at the feed-in price. ``welfare_eur`` is the gains from trade at the revealed limit prices,
+computed as in the SPADE runtime (:func:`mas.brains.auctioneer.gains_from_trade_nano`);
+``savings_vs_retail_eur`` is what the local market saved every participant against retail only
+(the same metered flows, all at retail prices), plus the aggregator's wholesale resale margin and
+the market treasury's take (trade surplus, penalties).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def day_summary(model: VdgModel, wall_time_s: float) -> dict[str, Any]:
     local = _local_kwh(model)
     settle = day_settlement(model)
     cost_pro = cost_con = 0.0
-    welfare = 0.0
+    savings = 0.0
     for k, h in enumerate(model.households):
         metered = model.metered_kw[:, k]  # hourly slots: kWh
         residual = -metered - local[h.hid]
@@ -84,16 +86,17 @@ def day_summary(model: VdgModel, wall_time_s: float) -> dict[str, Any]:
         paid = -settle.credit_change_nano[h.hid] / NANO
         cost = paid + retail
         alone = float(np.sum(np.where(metered < 0, -metered * imp, -metered * exp)))
-        welfare += alone - cost
+        savings += alone - cost
         if h.spec.is_prosumer:
             cost_pro += cost
         else:
             cost_con += cost
     agg = model.aggregator
     bought = local[agg.hid]
-    welfare += float(np.sum(bought * np.asarray(model.world.wholesale_eur_per_kwh)))
-    welfare += settle.credit_change_nano[agg.hid] / NANO
-    welfare += (led.credit_nano(led.deployment.treasury) - model.treasury_start_nano) / NANO
+    savings += float(np.sum(bought * np.asarray(model.world.wholesale_eur_per_kwh)))
+    savings += settle.credit_change_nano[agg.hid] / NANO
+    savings += (led.credit_nano(led.deployment.treasury) - model.treasury_start_nano) / NANO
+    welfare = sum(r.gains_nano for r in model.sessions) / NANO
     trades = sum(1 for row in settle.cleared_wh.values() for x in row if x)
     traded_kwh = sum(sum(r.volume_kwh) for r in model.sessions)
     balanced = all(sum(row[t] for row in r.cleared_wh) == 0
@@ -118,6 +121,7 @@ def day_summary(model: VdgModel, wall_time_s: float) -> dict[str, Any]:
         "trades": trades,
         "traded_kwh": round(traded_kwh, 3),
         "welfare_eur": round(welfare, 6),
+        "savings_vs_retail_eur": round(savings, 6),
         "cost_prosumers_eur": round(cost_pro, 6),
         "cost_consumers_eur": round(cost_con, 6),
         "peak_import_kw": round(float(import_kw.max()), 3),

@@ -9,6 +9,7 @@ from mas.mesa.model import VdgModel
 from mas.mesa.summary import day_settlement
 from mas.scenario import Scenario
 from mas.spade.runtime import DayRunner
+from mas.summary import welfare_eur
 
 pytestmark = [pytest.mark.xmpp, pytest.mark.chain, pytest.mark.integration]
 
@@ -27,7 +28,7 @@ def test_spade_and_mesa_settle_the_same_trades_and_payments() -> None:
                     for s in record.sessions if s.get("participants")}
 
     model = VdgModel(SMALL, collect_agents=False)
-    model.run_day()
+    mesa_summary = model.run_day()
     mesa = day_settlement(model)
 
     assert spade_cleared  # a day with trades, so the comparison is not vacuous
@@ -35,3 +36,6 @@ def test_spade_and_mesa_settle_the_same_trades_and_payments() -> None:
     assert spade_prices == mesa.prices_ueur_per_kwh
     assert spade_paid == mesa.credit_change_nano
     assert any(v != 0 for v in spade_paid.values())
+    # the summary's welfare is one definition in both runtimes
+    assert welfare_eur(runner) > 0
+    assert mesa_summary["welfare_eur"] == round(welfare_eur(runner), 6)
