@@ -224,10 +224,14 @@ def run(ctx: click.Context, scenario: str, households: int | None, seed: int | N
         bars.close()
     summ = summary(runner, time.perf_counter() - t0)
     write_outputs(out, runner, summ)
+    _echo_summary(summ)
+    click.echo(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'agents'}/")
+
+
+def _echo_summary(summ: dict[str, Any]) -> None:
     width = max(len(k) for k in summ)
     for key, value in summ.items():
         click.echo(f"{key:<{width}}  {value}")
-    click.echo(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'agents'}/")
 
 
 def _run_mesa(sc: Scenario, out: Path, ledger: str, chain: str | None, xmpp: str | None) -> None:
@@ -243,9 +247,7 @@ def _run_mesa(sc: Scenario, out: Path, ledger: str, chain: str | None, xmpp: str
     summ = {"runtime": "mesa", "ledger": ledger, **summ}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summ, indent=2, default=str) + "\n")
-    width = max(len(k) for k in summ)
-    for key, value in summ.items():
-        click.echo(f"{key:<{width}}  {value}")
+    _echo_summary(summ)
     click.echo(f"wrote {out / 'summary.json'}")
 
 
