@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 pytestmark = pytest.mark.browser
@@ -84,6 +85,17 @@ def _digest(png: bytes) -> str:
     return hashlib.sha256(png).hexdigest()
 
 
+def _snap(page, timeout_s: float = 60.0) -> list[str]:
+    """Digests of every image; Solara may replace an image while we look, so look again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return [_digest(img.screenshot()) for img in page.locator("img").all()]
+        except PlaywrightError:
+            assert time.monotonic() < deadline, "the figures kept re-rendering"
+            time.sleep(0.5)
+
+
 def test_viz_renders_and_changes_on_step(server: str) -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: install the Debian package 'chromium' "
@@ -112,7 +124,7 @@ def test_viz_renders_and_changes_on_step(server: str) -> None:
             assert len(plots) >= 5  # the feeder and four time series
             status = page.locator(".vdg-status")
             assert "sessions cleared: 0" in status.inner_text()
-            before = [_digest(img.screenshot()) for img in page.locator("img").all()]
+            before = _snap(page)
 
             page.get_by_role("button", name="Step").click()
             page.wait_for_function(
@@ -126,7 +138,7 @@ def test_viz_renders_and_changes_on_step(server: str) -> None:
                 ".includes('slots delivered: 1/24')", timeout=60_000)
             deadline = time.monotonic() + 30
             while True:  # the figures re-render after the status line
-                after = [_digest(img.screenshot()) for img in page.locator("img").all()]
+                after = _snap(page)
                 if len(after) == len(before) and all(
                         a != b for a, b in zip(after, before, strict=True)):
                     break
