@@ -31,7 +31,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import cvxpy as cp
 import numpy as np
@@ -276,23 +276,8 @@ class OpfModel:
         self._root_loads = np.array([a.bus == f.root for a in f.loads], dtype=float)
 
         # devices
-        d = self.devices
-        blocks: list[DeviceBlock] = []
-        if d.pv:
-            blocks.append(build_pv(d.pv, T))
-        if d.batteries:
-            blocks.append(build_batteries(d.batteries, T, self.dt_h))
-        if d.evs:
-            blocks.append(build_evs(d.evs, T, self.dt_h))
-        if d.deferrables:
-            blocks.append(build_deferrables(d.deferrables, T))
-        if d.shiftables:
-            blocks.append(build_shiftables(d.shiftables, T))
-        if d.hvacs:
-            blocks.append(build_hvacs(d.hvacs, T, self.dt_h))
-        if d.generators:
-            blocks.append(build_generators(d.generators, T, self.dt_h))
-        self.blocks = {b.kind: b for b in blocks}
+        self.blocks, _ = device_blocks(self.devices, None, T, self.dt_h)
+        blocks = list(self.blocks.values())
         for b in blocks:
             if any(bus == f.root for bus in b.buses):
                 raise OpfError(f"{b.kind} devices {list(b.names)} sit at the substation bus "
@@ -477,6 +462,34 @@ class OpfModel:
             solve_time_s=wall_s,
             solver_time_s=float(stats.solve_time) if stats and stats.solve_time else math.nan,
         )
+
+
+def device_blocks(devices: Devices, buses: set[object] | None, periods: int, dt_h: float
+                  ) -> tuple[dict[str, DeviceBlock], dict[str, list[int]]]:
+    """Device blocks of the devices on ``buses`` (all when ``None``) and their indices.
+
+    Returns each kind's block and its indices into ``devices``; the centralised OPF and the
+    ADMM regions both build their devices through this.
+    """
+    builders = {
+        "pv": lambda s: build_pv(s, periods),
+        "battery": lambda s: build_batteries(s, periods, dt_h),
+        "ev": lambda s: build_evs(s, periods, dt_h),
+        "deferrable": lambda s: build_deferrables(s, periods),
+        "shiftable": lambda s: build_shiftables(s, periods),
+        "hvac": lambda s: build_hvacs(s, periods, dt_h),
+        "generator": lambda s: build_generators(s, periods, dt_h),
+    }
+    groups: dict[str, Any] = {"pv": devices.pv, "battery": devices.batteries, "ev": devices.evs,
+              "deferrable": devices.deferrables, "shiftable": devices.shiftables,
+              "hvac": devices.hvacs, "generator": devices.generators}
+    blocks, index = {}, {}
+    for kind, specs in groups.items():
+        idx = [k for k, s in enumerate(specs) if buses is None or s.bus in buses]
+        if idx:
+            blocks[kind] = builders[kind]([specs[k] for k in idx])
+            index[kind] = idx
+    return blocks, index
 
 
 def _auto_base_kw(feeder: Feeder) -> float:

@@ -28,17 +28,10 @@ from grid.admm.aggregator import Aggregator
 from grid.admm.engine import AdmmEngine, AdmmOptions, AdmmRun, Node
 from grid.der import (
     DeviceBlock,
-    build_batteries,
-    build_deferrables,
-    build_evs,
-    build_generators,
-    build_hvacs,
-    build_pv,
-    build_shiftables,
 )
 from grid.errors import OpfError
 from grid.feeders import Feeder
-from grid.opf import Devices, OpfInputs, OpfModel, OpfOptions, OpfResult
+from grid.opf import Devices, OpfInputs, OpfModel, OpfOptions, OpfResult, device_blocks
 
 log = logging.getLogger(__name__)
 
@@ -136,30 +129,6 @@ class RegionParts:
         return Node(self.name, coupling, tuple(self.keys), self.objective, self.constraints)
 
 
-def _device_blocks(devices: Devices, buses: set[object], periods: int, dt_h: float
-                   ) -> tuple[dict[str, DeviceBlock], dict[str, list[int]]]:
-    """Device blocks of the devices on ``buses``, and each kind's indices into ``devices``."""
-    builders = {
-        "pv": lambda s: build_pv(s, periods),
-        "battery": lambda s: build_batteries(s, periods, dt_h),
-        "ev": lambda s: build_evs(s, periods, dt_h),
-        "deferrable": lambda s: build_deferrables(s, periods),
-        "shiftable": lambda s: build_shiftables(s, periods),
-        "hvac": lambda s: build_hvacs(s, periods, dt_h),
-        "generator": lambda s: build_generators(s, periods, dt_h),
-    }
-    groups: dict[str, Any] = {"pv": devices.pv, "battery": devices.batteries, "ev": devices.evs,
-              "deferrable": devices.deferrables, "shiftable": devices.shiftables,
-              "hvac": devices.hvacs, "generator": devices.generators}
-    blocks, index = {}, {}
-    for kind, specs in groups.items():
-        idx = [k for k, s in enumerate(specs) if s.bus in buses]
-        if idx:
-            blocks[kind] = builders[kind]([specs[k] for k in idx])
-            index[kind] = idx
-    return blocks, index
-
-
 def build_region(feeder: Feeder, region: Sequence[object], periods: int, step_min: int,
                  s_base_kw: float, devices: Devices | None = None,
                  options: OpfOptions | None = None,
@@ -230,7 +199,7 @@ def build_region(feeder: Feeder, region: Sequence[object], periods: int, step_mi
     load_p: Any = cp.Parameter((n, T), name="load_p_kw") if n else None
     load_q: Any = cp.Parameter((n, T), name="load_q_kvar") if n else None
     parts.parameters.update(load_p_kw=load_p, load_q_kvar=load_q)
-    blocks, index = _device_blocks(devices, members, T, dt_h)
+    blocks, index = device_blocks(devices, members, T, dt_h)
     if any(bus == root for b in blocks.values() for bus in b.buses):
         raise OpfError("devices at the substation bus are not supported", "invalid")
     parts.blocks = blocks
