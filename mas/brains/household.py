@@ -180,12 +180,27 @@ class HouseholdBrain:
         """Whether the plan problems are DPP (re-solve without recompiling)."""
         return self.problem.is_dpp() and self.problem_prox.is_dpp()
 
-    def make_plan(self, lam_eur_per_kwh: Sequence[float] | None = None) -> Plan:
+    def make_plan(self, lam_eur_per_kwh: Sequence[float] | None = None,
+                  target_import_kw: Sequence[float] | None = None) -> Plan:
         """Optimise the day against retail prices plus the coordination price ``lam``.
 
+        In a coordination round (``lam`` given) a re-plan is kept close to the previous plan by
+        the proximal term. ``target_import_kw`` replaces the previous plan as the point the
+        proximal term pulls towards: the local step of consensus ADMM, ``argmin f(x) + λ·x +
+        (w/2)·‖x − target‖²`` with ``w`` = ``prox_eur_per_kw2``.
+
         Raises:
-            PlanError: the LP is not solved to optimality.
+            PlanError: the LP is not solved to optimality, or an input is malformed.
         """
+        target = None
+        if target_import_kw is not None:
+            target = np.asarray(target_import_kw, dtype=float)
+            if target.shape != (SLOTS,) or not np.all(np.isfinite(target)):
+                raise PlanError(f"household {self.spec.id}: target_import_kw must be {SLOTS} "
+                                f"finite numbers, got shape {target.shape}", "bad-input")
+            if self.prox <= 0:
+                raise PlanError(f"household {self.spec.id}: target_import_kw needs a positive "
+                                f"prox_eur_per_kw2, got {self.prox}", "bad-input")
         if lam_eur_per_kwh is not None:
             lam = np.asarray(lam_eur_per_kwh, dtype=float)
             if lam.shape != (SLOTS,) or not np.all(np.isfinite(lam)):
@@ -194,7 +209,10 @@ class HouseholdBrain:
             self.lam = lam
         self.p_lam.value = self.lam
         problem = self.problem
-        if self.plan is not None and lam_eur_per_kwh is not None and self.prox > 0:
+        if target is not None:
+            self.p_prev.value = target
+            problem = self.problem_prox
+        elif self.plan is not None and lam_eur_per_kwh is not None and self.prox > 0:
             self.p_prev.value = -np.asarray(self.plan.net_export_kw)
             problem = self.problem_prox
         try:

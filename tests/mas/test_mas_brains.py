@@ -70,6 +70,30 @@ def test_household_battery_lowers_the_bill_and_stores_midday_pv():
     assert sum(x for x in with_bat.battery_kw if x > 0) > 2.0  # and gives it back
 
 
+def test_household_admm_step_is_pulled_towards_the_target():
+    def brain(prox):
+        spec = _spec()
+        return HouseholdBrain(spec, IMPORT, EXPORT, Forecast(0.0, 0.0),
+                              household_rng(3, spec.index), prox_eur_per_kw2=prox)
+
+    free = -np.array(brain(0.02).make_plan().net_export_kw)
+    target = free + 1.5  # ask for 1.5 kW more import in every slot
+    zero = np.zeros(24)
+    dev = {}
+    for prox in (0.02, 0.5, 50.0):
+        got = -np.array(brain(prox).make_plan(zero, target_import_kw=target).net_export_kw)
+        dev[prox] = np.abs(got - target).sum()
+    assert dev[0.02] <= np.abs(free - target).sum() + 1e-6
+    assert dev[50.0] < dev[0.5] < np.abs(free - target).sum()
+
+
+@pytest.mark.parametrize("target", [(1.0,) * 23, (float("nan"),) * 24])
+def test_household_admm_step_rejects_a_bad_target(target):
+    b = _brain()
+    with pytest.raises(PlanError, match="target_import_kw"):
+        b.make_plan(None, target_import_kw=target)
+
+
 def test_household_same_seed_same_plan_and_orders():
     a, b = _brain(seed=5), _brain(seed=5)
     assert a.make_plan() == b.make_plan()
