@@ -10,11 +10,16 @@ period. The engine runs the scaled form of consensus ADMM (Boyd et al. 2011, §7
     z_g ← mean of the submitted copies x̂ of g            (aggregator step)
     uᵢ ← uᵢ + x̂ᵢ − z̃ᵢ                                   (dual update; yᵢ = ρ·uᵢ)
 
-Each node's subproblem is built **once** as a DPP-compliant cvxpy problem: the proximal term is
-expanded to ``ρ/2·‖x̃‖² + ⟨ρ(u − z̃), x̃⟩`` with ``ρ`` and the linear coefficient as parameters.
-The **batched** path solves all nodes' subproblems as one block-separable cvxpy problem per
-round (one canonicalisation, one solver call); the **per-node** path solves them one by one. The
-two give the same iterates up to the solver tolerance (a test checks it).
+Each node's subproblem is built **once** as a DPP-compliant cvxpy problem
+(:class:`grid.admm.local.LocalProblem`): the proximal term is expanded to
+``ρ/2·‖x̃‖² + ⟨ρ(u − z̃), x̃⟩`` with ``ρ`` and the linear coefficient as parameters. cvxpy maps
+the node's data to conic form once per run; between rounds only Clarabel's ``q`` (and ``P`` when
+ρ changes) is updated and Clarabel is called directly.
+
+**Per-node and batched paths.** The per-node path updates and solves the nodes one by one. The
+batched path (in-process simulation) forms every node's ``q`` in one vectorised update and then
+solves each node with its own solver; the arithmetic is the same, so the iterates are identical
+to the per-node path, bit for bit (a test checks it).
 
 Stopping (Boyd et al. §3.3.1): ``‖r‖₂ ≤ √p·ε_abs + ε_rel·max(‖x̂‖₂, ‖Bz‖₂)`` and
 ``‖s‖₂ ≤ √p·ε_abs + ε_rel·‖ρu‖₂`` with ``p`` the number of copies; optionally, for benchmarks
@@ -23,6 +28,12 @@ and tests, a target gap against a known optimum together with a consensus bound
 
 Residual balancing (Boyd et al. §3.4.1): ``ρ ← τρ`` when ``‖r‖ > μ‖s‖``, ``ρ ← ρ/τ`` when
 ``‖s‖ > μ‖r‖`` (the scaled duals are rescaled so that ``y = ρu`` is unchanged).
+
+Anderson acceleration (:mod:`grid.admm.anderson`, optional): type-II extrapolation of the state
+``(z̃, u)`` over the last ``anderson`` rounds, safeguarded by the fixed-point residual in the
+norm ``‖B z̃‖² + ‖u‖²``. The aggregator's averages stay as they are; the extrapolated ``z̃`` is
+what the nodes use in the next round, and the dual residual is then ``ρ‖B(z⁺ − z̃)‖`` computed by
+the engine (the aggregator's ``z_prev`` is its own average).
 
 Faults: a node that misses a round's deadline (its local solve took longer than
 ``deadline_s``, or the caller's ``missed`` hook says so) raises :class:`NodeTimeoutError` naming
@@ -35,7 +46,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -44,7 +54,9 @@ import cvxpy as cp
 import numpy as np
 
 from grid.admm.aggregator import Aggregator, ReferenceAggregator, RoundResult
-from grid.errors import GridError, OpfError
+from grid.admm.anderson import Anderson
+from grid.admm.local import LocalProblem, LocalSolution
+from grid.errors import GridError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +114,8 @@ class AdmmOptions:
         eps_abs: absolute tolerance ε_abs of Boyd §3.3.1.
         eps_rel: relative tolerance ε_rel.
         max_iter: round limit.
-        batched: solve all nodes in one solver call per round (in-process simulation).
+        batched: form all nodes' local data in one vectorised update per round (in-process
+            simulation); the iterates are identical to the per-node path.
         cost_scale_eur: local objectives are divided by this (duals become O(1)).
         target_gap: with a reference objective given to :meth:`AdmmEngine.run`, stop as soon as
             the relative gap is at most this and the consensus bound holds (the Boyd test is
@@ -110,8 +123,13 @@ class AdmmOptions:
         consensus_tol: bound on ``max|x̃ − z̃|`` that goes with ``target_gap``.
         deadline_s: a node's local solve slower than this misses the round.
         on_missing: ``"raise"`` (:class:`NodeTimeoutError`) or ``"reuse"`` (last value, flagged).
-        solver: cvxpy solver name.
-        solver_options: solver keyword options.
+        solver: cvxpy solver name (``"CLARABEL"`` is driven directly, others through cvxpy).
+        solver_options: solver keyword options (default: Clarabel at 1e-9 without iterative
+            refinement; a local solve that fails without it is repeated with it).
+        anderson: memory of Anderson acceleration (0: off).
+        anderson_regularization: its relative Tikhonov weight.
+        anderson_safeguard: accept an Anderson step only if the fixed-point residual is at most
+            this times the last accepted one.
     """
 
     rho: float = 1.0
@@ -131,7 +149,11 @@ class AdmmOptions:
     on_missing: Literal["raise", "reuse"] = "raise"
     solver: str = "CLARABEL"
     solver_options: tuple[tuple[str, object], ...] = (
-        ("tol_gap_abs", 1e-9), ("tol_gap_rel", 1e-9), ("tol_feas", 1e-9))
+        ("tol_gap_abs", 1e-9), ("tol_gap_rel", 1e-9), ("tol_feas", 1e-9),
+        ("iterative_refinement_enable", False))
+    anderson: int = 0
+    anderson_regularization: float = 1e-8
+    anderson_safeguard: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.rho > 0 and math.isfinite(self.rho)):
@@ -142,6 +164,8 @@ class AdmmOptions:
             raise ValueError(f"on_missing must be 'raise' or 'reuse', got {self.on_missing!r}")
         if self.max_iter < 1:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
+        if self.anderson < 0:
+            raise ValueError(f"anderson must be >= 0, got {self.anderson}")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -162,10 +186,13 @@ class AdmmRun:
         x: each node's last local coupling values, shape ``(m_i, T)``.
         y: each node's duals ``ρ·u`` (per unit of scaled cost), shape ``(m_i, T)``.
         history: per round ``primal``, ``dual``, ``rho``, ``objective_eur``,
-            ``consensus_inf`` arrays.
+            ``consensus_inf``, ``gap`` arrays.
         stale: ``(round, node)`` pairs in which a node's last value was reused.
-        wall_time_s: wall time of the run (set-up excluded).
+        wall_time_s: wall time of the run (compile excluded; loading the run's data into the
+            local solvers included).
         solve_time_s: time spent in local solves.
+        anderson_accepted: Anderson steps accepted.
+        anderson_rejected: Anderson steps rejected by the safeguard.
     """
 
     converged: bool
@@ -183,6 +210,8 @@ class AdmmRun:
     stale: tuple[tuple[int, int], ...] = ()
     wall_time_s: float = 0.0
     solve_time_s: float = 0.0
+    anderson_accepted: int = 0
+    anderson_rejected: int = 0
 
     @property
     def flagged(self) -> bool:
@@ -232,73 +261,68 @@ class AdmmEngine:
         # copies of node i, flattened row-major over (row, t): global index g·T + t
         self.copies = [(r[:, None] * T + np.arange(T)[None, :]).reshape(-1) for r in self._rows]
         self.n_global = len(self.keys) * T
-        self._rho = cp.Parameter(nonneg=True, name="admm_rho", value=self.options.rho)
-        self._lin = [cp.Parameter(c.shape, name=f"admm_lin_{k}") for k, c in
-                     enumerate(couplings)]
-        scale = 1.0 / self.options.cost_scale_eur
-        self._couplings = couplings
-        objs = [scale * n.objective + self._rho / 2 * cp.sum_squares(c)
-                + cp.sum(cp.multiply(lin, c))
-                for n, c, lin in zip(self.nodes, couplings, self._lin, strict=True)]
-        self._problems = [cp.Problem(cp.Minimize(o), n.constraints)
-                          for o, n in zip(objs, self.nodes, strict=True)]
-        self._batched = cp.Problem(cp.Minimize(sum(objs, cp.Constant(0.0))),
-                                   [c for n in self.nodes for c in n.constraints])
+        self._all_copies = (np.concatenate(self.copies) if self.copies
+                            else np.zeros(0, dtype=np.int64))
+        self._off = np.concatenate([[0], np.cumsum([c.size for c in self.copies])])
+        self._count = np.bincount(self._all_copies, minlength=self.n_global).astype(float)
+        opts = dict(self.options.solver_options)
+        self._local = [LocalProblem(n.name, c, n.objective, n.constraints,
+                                    self.options.cost_scale_eur, self.options.solver, opts)
+                       for n, c in zip(self.nodes, couplings, strict=True)]
+        self._q0 = np.zeros(0)
+        self._q_off = np.zeros(1, dtype=np.int64)
+        self._q_cols: np.ndarray | None = None
 
     # -----------------------------------------------------------------------------------------
     def compile(self, batched: bool | None = None) -> float:
-        """Canonicalise the subproblems now (else the first round does it); returns seconds."""
+        """Canonicalise the subproblems now (else the first run does it); returns seconds.
+
+        ``batched`` is accepted for compatibility; both paths share the compiled problems.
+        """
+        del batched
         t0 = time.perf_counter()
-        use = self.options.batched if batched is None else batched
-        for p in [self._batched] if use else self._problems:
-            p.get_problem_data(self.options.solver)
+        for lp in self._local:
+            lp.compile()
         return time.perf_counter() - t0
 
     def is_dpp(self) -> bool:
-        """Whether every subproblem (and the batched one) is DPP."""
-        return self._batched.is_dpp() and all(p.is_dpp() for p in self._problems)
-
-    def _solve(self, problem: cp.Problem, what: str) -> None:
-        opts = dict(self.options.solver_options)
-        try:
-            with warnings.catch_warnings():
-                # cvxpy warns on "optimal_inaccurate"; the status is checked and logged below
-                warnings.simplefilter("ignore", UserWarning)
-                problem.solve(solver=self.options.solver, **opts)
-        except cp.error.SolverError as exc:
-            raise OpfError(f"ADMM local solve of {what} failed: {exc}", "solver_error") from exc
-        if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-            raise OpfError(f"ADMM local solve of {what} ended with status {problem.status}",
-                           problem.status)
-        if problem.status == cp.OPTIMAL_INACCURATE:
-            log.debug("ADMM local solve of %s: optimal_inaccurate", what)
-
-    def _local_solves(self, batched: bool) -> tuple[list[np.ndarray], list[float]]:
-        """Solve the x-updates; returns each node's coupling values and solve times."""
-        if batched:
-            t0 = time.perf_counter()
-            self._solve(self._batched, "all nodes (batched)")
-            dt = time.perf_counter() - t0
-            return [np.asarray(c.value, dtype=float) for c in self._couplings], \
-                [dt] * len(self.nodes)
-        xs, times = [], []
-        for n, p, c in zip(self.nodes, self._problems, self._couplings, strict=True):
-            t0 = time.perf_counter()
-            self._solve(p, f"node {n.name!r}")
-            times.append(time.perf_counter() - t0)
-            xs.append(np.asarray(c.value, dtype=float))
-        return xs, times
+        """Whether every local subproblem is DPP."""
+        return all(lp.is_dpp() for lp in self._local)
 
     def objective_eur(self) -> float:
-        """Σ of the nodes' own costs at the current local solutions."""
+        """Σ of the nodes' own costs at the values cvxpy holds (after a run)."""
         return float(np.sum([np.asarray(n.objective.value, dtype=float) for n in self.nodes]))
+
+    def _local_solves(self, lin: np.ndarray, batched: bool) -> list[LocalSolution]:
+        """The x-updates for the linear terms ``lin`` (all copies, flattened)."""
+        off = self._off
+        if batched and self._q_cols is not None:
+            q_all = self._q0.copy()
+            q_all[self._q_cols] += lin
+            qo = self._q_off
+            return [lp.solve_q(q_all[qo[i]:qo[i + 1]]) for i, lp in enumerate(self._local)]
+        return [lp.solve(lin[off[i]:off[i + 1]]) for i, lp in enumerate(self._local)]
+
+    def _load(self, rho: float) -> None:
+        """Read every node's data for this run; stack the ``q``s for the batched update."""
+        for lp in self._local:
+            lp.load(rho)
+        if all(lp.direct for lp in self._local):
+            sizes = [lp.q0.size for lp in self._local]
+            self._q_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            self._q0 = np.concatenate([lp.q0 for lp in self._local])
+            self._q_cols = np.concatenate(
+                [lp.cols + self._q_off[i] for i, lp in enumerate(self._local)])
+        else:
+            self._q_cols = None
 
     def run(self, aggregator: Aggregator | None = None, *,
             reference_objective_eur: float | None = None,
             missed: Callable[[int, int], bool] | None = None,
             batched: bool | None = None,
             on_round: Callable[[int, dict[str, float]], None] | None = None,
-            init: Mapping[Hashable, np.ndarray] | None = None) -> AdmmRun:
+            init: Mapping[Hashable, np.ndarray] | None = None,
+            init_y: Sequence[np.ndarray] | None = None) -> AdmmRun:
         """Run ADMM from the nodes' initial guesses.
 
         Args:
@@ -311,6 +335,9 @@ class AdmmEngine:
             on_round: called after each round with its index and the round's statistics.
             init: starting values of global variables by key (scalar or ``(T,)``); overrides
                 the nodes' ``init``.
+            init_y: starting duals ``y = ρu`` per node, shape ``(m_i, T)`` (per unit of scaled
+                cost, as :attr:`AdmmRun.y`); their mean over the copies of each global variable
+                is removed (the averaging z-update assumes it is zero).
 
         Raises:
             NodeTimeoutError: a node missed a deadline and ``on_missing`` is ``"raise"``, or the
@@ -321,6 +348,8 @@ class AdmmEngine:
         agg = aggregator if aggregator is not None else ReferenceAggregator()
         use_batched = o.batched if batched is None else batched
         T = self.periods
+        copies, off, count = self._all_copies, self._off, self._count
+        n_nodes = len(self.nodes)
         agg.setup(self.n_global, [c.tolist() for c in self.copies])
         z = np.zeros(self.n_global)
         for n, rows in zip(self.nodes, self._rows, strict=True):
@@ -333,91 +362,121 @@ class AdmmEngine:
                 if key in kidx:
                     g = kidx[key]
                     z[g * T:(g + 1) * T] = np.broadcast_to(np.asarray(val, dtype=float), (T,))
-        u = [np.zeros(c.shape) for c in self._couplings]
-        last = [z[c].reshape(-1, T) for c in self.copies]
         rho = o.rho
+        u = np.zeros(copies.size)
+        if init_y is not None:
+            y0 = np.concatenate([np.asarray(y, dtype=float).reshape(-1) for y in init_y])
+            if y0.size != u.size:
+                raise ValueError(f"init_y has {y0.size} entries, expected {u.size}")
+            mean = np.bincount(copies, weights=y0, minlength=self.n_global) / count
+            u = (y0 - mean[copies]) / rho
+        t_start = time.perf_counter()
+        self._load(rho)
         hist: dict[str, list[float]] = {k: [] for k in
                                          ("primal", "dual", "rho", "objective_eur",
                                           "consensus_inf", "gap")}
         stale: list[tuple[int, int]] = []
-        n_copies = sum(c.size for c in self.copies)
-        t_start = time.perf_counter()
+        n_copies = copies.size
         solve_s = 0.0
         converged = False
         result: RoundResult | None = None
-        xs: list[np.ndarray] = last
+        zt = z[copies]
+        last = zt.copy()
+        x = zt.copy()
         cons_inf = math.inf
+        accel = (Anderson(o.anderson, o.anderson_regularization, o.anderson_safeguard,
+                          weights=np.concatenate([count, np.ones(n_copies)]))
+                 if o.anderson > 0 else None)
+        proposed = False
+        z_out, u_out, rho_out = z, u, rho
         k = -1
         for k in range(o.max_iter):
-            zt = [z[c].reshape(-1, T) for c in self.copies]
-            self._rho.value = rho
-            for lin, ui, zi in zip(self._lin, u, zt, strict=True):
-                lin.value = rho * (ui - zi)
-            t0 = time.perf_counter()
-            xs, times = self._local_solves(use_batched)
-            solve_s += time.perf_counter() - t0
+            zt = z[copies]
+            sols = self._local_solves(rho * (u - zt), use_batched)
+            solve_s += sum(s.seconds for s in sols)
+            x = np.concatenate([s.x.reshape(-1) for s in sols]) if sols else x
             agg.open_round(k, o.deadline_s if math.isfinite(o.deadline_s) else 1e9)
-            xhat = [o.alpha * x + (1 - o.alpha) * zi for x, zi in zip(xs, zt, strict=True)]
-            for i, (_xh, dt) in enumerate(zip(xhat, times, strict=True)):
-                late = dt > o.deadline_s or (missed is not None and missed(k, i))
+            xhat = o.alpha * x + (1 - o.alpha) * zt
+            for i in range(n_nodes):
+                late = sols[i].seconds > o.deadline_s or (missed is not None and missed(k, i))
+                sl = slice(off[i], off[i + 1])
                 if late:
                     if o.on_missing == "raise":
                         raise NodeTimeoutError(i, self.nodes[i].name, k)
                     log.warning("ADMM round %d: node %d (%s) missed the deadline; reusing its "
                                 "last value", k, i, self.nodes[i].name)
                     stale.append((k, i))
-                    xhat[i] = last[i]
-                    xs[i] = last[i]
-                agg.submit(i, xhat[i].reshape(-1).tolist())
+                    xhat[sl] = last[sl]
+                    x[sl] = last[sl]
+                agg.submit(i, xhat[sl].tolist())
             result = agg.close_round(rho)
             if result.missing:
                 i = result.missing[0]
                 raise NodeTimeoutError(i, self.nodes[i].name, k)
-            z = np.asarray(result.z, dtype=float)
+            z_new = np.asarray(result.z, dtype=float)
             last = xhat
-            zt_new = [z[c].reshape(-1, T) for c in self.copies]
-            for i in range(len(u)):
-                u[i] = u[i] + xhat[i] - zt_new[i]
-            cons_inf = max(float(np.max(np.abs(x - zi))) if x.size else 0.0
-                           for x, zi in zip(xs, zt_new, strict=True))
-            obj = self.objective_eur()
+            zc = z_new[copies]
+            u_new = u + xhat - zc
+            cons_inf = float(np.max(np.abs(x - zc))) if x.size else 0.0
+            obj = float(sum(s.objective_eur for s in sols))
             gap = (abs(obj - reference_objective_eur) / abs(reference_objective_eur)
                    if reference_objective_eur else math.nan)
-            stats = {"primal": result.primal_residual, "dual": result.dual_residual,
+            dual = (result.dual_residual if accel is None
+                    else rho * math.sqrt(float(np.sum(count * (z_new - z) ** 2))))
+            stats = {"primal": result.primal_residual, "dual": dual,
                      "rho": rho, "objective_eur": obj, "consensus_inf": cons_inf, "gap": gap}
             for key, stat in stats.items():
                 hist[key].append(float(stat))
             if on_round is not None:
                 on_round(k, {key: v[-1] for key, v in hist.items()})
-            x_norm = math.sqrt(sum(float(np.sum(x**2)) for x in xhat))
-            z_norm = math.sqrt(sum(float(np.sum(zi**2)) for zi in zt_new))
-            y_norm = rho * math.sqrt(sum(float(np.sum(ui**2)) for ui in u))
+            x_norm = float(np.linalg.norm(xhat))
+            z_norm = float(np.linalg.norm(zc))
+            y_norm = rho * float(np.linalg.norm(u_new))
             eps_pri = math.sqrt(n_copies) * o.eps_abs + o.eps_rel * max(x_norm, z_norm)
             eps_dual = math.sqrt(n_copies) * o.eps_abs + o.eps_rel * y_norm
             if o.target_gap is not None and reference_objective_eur is not None:
                 done = gap <= o.target_gap and cons_inf <= o.consensus_tol
             else:
-                done = result.primal_residual <= eps_pri and result.dual_residual <= eps_dual
+                done = result.primal_residual <= eps_pri and dual <= eps_dual
+            z_out, u_out, rho_out = z_new, u_new, rho
             if done:
                 converged = True
                 break
+            if accel is not None:
+                state = np.concatenate([z, u])
+                nxt, proposed = accel.step(state, np.concatenate([z_new, u_new]), proposed)
+                z, u = nxt[:self.n_global], nxt[self.n_global:]
+            else:
+                z, u = z_new, u_new
             if o.residual_balancing and (k + 1) % o.balance_every == 0:
-                r, s = result.primal_residual, result.dual_residual
+                r, s = result.primal_residual, dual
+                new_rho = rho
                 if r > o.balance_mu * s:
-                    rho *= o.balance_tau
-                    u = [ui / o.balance_tau for ui in u]
+                    new_rho = rho * o.balance_tau
                 elif s > o.balance_mu * r:
-                    rho /= o.balance_tau
-                    u = [ui * o.balance_tau for ui in u]
+                    new_rho = rho / o.balance_tau
+                if new_rho != rho:
+                    u = u * (rho / new_rho)
+                    rho = new_rho
+                    for lp in self._local:
+                        lp.set_rho(rho)
+                    if accel is not None:
+                        accel.reset()
+                        proposed = False
+        for lp in self._local:
+            lp.write_back()
         wall = time.perf_counter() - t_start
         assert result is not None  # max_iter >= 1
         log.info("ADMM: %s after %d rounds, objective %.6g EUR, r %.3g, s %.3g, consensus %.3g",
                  "converged" if converged else "stopped", k + 1, hist["objective_eur"][-1],
-                 result.primal_residual, result.dual_residual, cons_inf)
+                 result.primal_residual, hist["dual"][-1], cons_inf)
         return AdmmRun(
             converged=converged, iterations=k + 1, objective_eur=hist["objective_eur"][-1],
-            primal_residual=result.primal_residual, dual_residual=result.dual_residual,
-            consensus_inf=cons_inf, rho=rho, z=z, keys=self.keys, x=tuple(xs),
-            y=tuple(rho * ui for ui in u),
+            primal_residual=result.primal_residual, dual_residual=hist["dual"][-1],
+            consensus_inf=cons_inf, rho=rho, z=z_out, keys=self.keys,
+            x=tuple(x[off[i]:off[i + 1]].reshape(-1, T) for i in range(n_nodes)),
+            y=tuple(rho_out * u_out[off[i]:off[i + 1]].reshape(-1, T) for i in range(n_nodes)),
             history={key: np.asarray(v) for key, v in hist.items()}, stale=tuple(stale),
-            wall_time_s=wall, solve_time_s=solve_s)
+            wall_time_s=wall, solve_time_s=solve_s,
+            anderson_accepted=accel.accepted if accel is not None else 0,
+            anderson_rejected=accel.rejected if accel is not None else 0)

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import cvxpy as cp
 import numpy as np
@@ -309,13 +309,29 @@ class AdmmOpfResult:
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "plain": {"partition": "bus", "alpha": 1.0, "residual_balancing": False},
-    "balanced": {"partition": "bus", "alpha": 1.0, "residual_balancing": True},
-    "relaxed": {"partition": "bus", "alpha": 1.6, "residual_balancing": True},
-    "subtree4": {"partition": 4, "alpha": 1.6, "residual_balancing": True},
-    "subtree2": {"partition": 2, "alpha": 1.6, "residual_balancing": True},
+    # one node per bus (Münsing et al. §IV-D); "plain" is the papers' set-up (zero start duals)
+    "plain": {"partition": "bus", "rho": 1.0, "alpha": 1.0, "residual_balancing": False,
+              "anderson": 0, "warm_duals": False},
+    "warm": {"partition": "bus", "rho": 1.0, "alpha": 1.0, "residual_balancing": False,
+             "anderson": 0, "warm_duals": True},
+    "balanced": {"partition": "bus", "rho": 1.0, "alpha": 1.0, "residual_balancing": True,
+                 "anderson": 0, "warm_duals": True},
+    "relaxed": {"partition": "bus", "rho": 1.0, "alpha": 1.6, "residual_balancing": True,
+                "anderson": 0, "warm_duals": True},
+    "anderson": {"partition": "bus", "rho": 1.0, "alpha": 1.0, "residual_balancing": False,
+                 "anderson": 5, "warm_duals": True},
+    # fewer, larger nodes: subtrees of the feeder
+    "subtree4": {"partition": 4, "rho": 1.0, "alpha": 1.0, "residual_balancing": True,
+                 "anderson": 5, "warm_duals": True},
+    "subtree2": {"partition": 2, "rho": 1.0, "alpha": 1.0, "residual_balancing": True,
+                 "anderson": 5, "warm_duals": True},
 }
-"""Named algorithm variants (see ``docs/admm.md`` for the measurements behind the default)."""
+"""Named algorithm variants (see ``docs/admm.md`` for the measurements behind the default).
+
+Keys: ``partition`` (``"bus"`` or a number of subtree regions), ``rho``, ``alpha``
+(over-relaxation), ``residual_balancing``, ``anderson`` (memory; 0 = off) and ``warm_duals``
+(start duals from :meth:`AdmmOpf.initial_duals`, else zero).
+"""
 
 DEFAULT_VARIANT = "subtree2"
 
@@ -331,13 +347,17 @@ class AdmmOpf:
         options: model options (as for the centralised OPF).
         admm: algorithm settings; ``rho`` is on costs scaled to O(1) per p.u.
         regions: ``"bus"``, a number of subtree regions, or explicit regions.
+        warm_duals: start the duals from :meth:`initial_duals` (tariff and LinDistFlow)
+            instead of zero.
     """
 
     def __init__(self, feeder: Feeder, periods: int, step_min: int,
                  devices: Devices | None = None, options: OpfOptions | None = None,
                  admm: AdmmOptions | None = None,
-                 regions: str | int | Sequence[Sequence[object]] = "bus") -> None:
+                 regions: str | int | Sequence[Sequence[object]] = "bus",
+                 warm_duals: bool = True) -> None:
         t0 = time.perf_counter()
+        self.warm_duals = warm_duals
         self.feeder = feeder
         self.periods = periods
         self.step_min = step_min
@@ -408,11 +428,12 @@ class AdmmOpf:
                 b["hvac"].parameters["t_out_c"].value = np.asarray(inputs.t_out_c, dtype=float)
         del T
 
-    def initial_guess(self, inputs: OpfInputs) -> dict[Hashable, np.ndarray]:
-        """A LinDistFlow start for the global variables.
+    def _lindistflow(self, inputs: OpfInputs) -> tuple[dict[object, np.ndarray],
+                                                       dict[object, np.ndarray],
+                                                       dict[object, np.ndarray]]:
+        """Downstream flows ``P``, ``Q`` and squared voltages ``v`` by LinDistFlow.
 
-        Flows are the downstream net load (PV at its availability, other devices idle) and
-        voltages follow the linearised drop (per unit, squared voltages).
+        Flows are the downstream net load (PV at its availability, other devices idle).
         """
         f, sb = self.feeder, self.s_base_kw
         lp = np.asarray(inputs.load_p_kw, dtype=float)
@@ -435,12 +456,68 @@ class AdmmOpf:
             br = f.branch(b)
             v[b] = v[br.parent] / br.tau**2 - 2 * (br.r_pu * rescale * Pd[b]
                                                    + br.x_pu * rescale * Qd[b])
+        return Pd, Qd, v
+
+    def initial_guess(self, inputs: OpfInputs) -> dict[Hashable, np.ndarray]:
+        """A LinDistFlow start for the global variables.
+
+        Flows are the downstream net load (PV at its availability, other devices idle) and
+        voltages follow the linearised drop (per unit, squared voltages).
+        """
+        Pd, Qd, v = self._lindistflow(inputs)
         out: dict[Hashable, np.ndarray] = {}
-        for b in f.buses:
+        for b in self.feeder.buses:
             out[("v", b)] = v[b]
-            if b != f.root:
+            if b != self.feeder.root:
                 out[("P", b)] = Pd[b]
                 out[("Q", b)] = Qd[b]
+        return out
+
+    def initial_duals(self, inputs: OpfInputs) -> list[np.ndarray]:
+        """Starting duals ``y`` per region from the tariff and LinDistFlow (no OPF solve).
+
+        At consensus the dual of a cut branch's flow ``P_b`` is the marginal cost of power at
+        ``b``: ``−λ_b`` on the upstream region's copy and ``+λ_b`` on the downstream one. The
+        estimate is the substation price (import price where the LinDistFlow substation flow
+        imports, export price where it exports; the loss price under the ``"losses"`` objective)
+        times one period and the power base, over the cost scale, with the marginal losses
+        ``Σ 2·r_k·P_k`` and ``Σ 2·r_k·Q_k`` along the path from the substation. Voltage copies
+        start at zero.
+        """
+        f, sb, T = self.feeder, self.s_base_kw, self.periods
+        Pd, Qd, _v = self._lindistflow(inputs)
+        per_pu = self.step_min / 60.0 * sb / self.engine.options.cost_scale_eur
+        root_p = sum((Pd[c] for c in f.children(f.root)), np.zeros(T))
+        if self.options.objective == "losses":
+            lam0 = np.zeros(T)
+        else:
+            lam0 = np.where(root_p >= 0, np.asarray(inputs.price_import_eur_per_kwh, float),
+                            np.asarray(inputs.price_export_eur_per_kwh, float)) * per_pu
+        loss_price = (self.options.loss_price_eur_per_kwh * per_pu
+                      if self.options.objective != "import_cost" else 0.0)
+        rescale = sb / (f.s_base_mva * 1000.0)
+        mlf_p: dict[object, np.ndarray] = {f.root: np.zeros(T)}
+        mlf_q: dict[object, np.ndarray] = {f.root: np.zeros(T)}
+        for b in f.buses[1:]:
+            r = f.branch(b).r_pu * rescale
+            mlf_p[b] = mlf_p[f.parent(b)] + 2 * r * Pd[b]
+            mlf_q[b] = mlf_q[f.parent(b)] + 2 * r * Qd[b]
+        lam_p = {b: lam0 * (1 + mlf_p[b]) + loss_price * mlf_p[b] for b in f.buses}
+        lam_q = {b: (lam0 + loss_price) * mlf_q[b] for b in f.buses}
+        out = []
+        for parts in self.parts:
+            top = parts.buses[0]
+            rows = []
+            for key in parts.keys:
+                kind, bus = cast(tuple[str, object], key)
+                sign = 1.0 if bus == top else -1.0  # own inflow vs. a child's outflow
+                if kind == "P":
+                    rows.append(sign * lam_p[bus])
+                elif kind == "Q":
+                    rows.append(sign * lam_q[bus])
+                else:
+                    rows.append(np.zeros(T))
+            out.append(np.array(rows).reshape(len(rows), T))
         return out
 
     def solve(self, inputs: OpfInputs, aggregator: Aggregator | None = None, *,
@@ -463,7 +540,8 @@ class AdmmOpf:
         self._set(inputs)
         run = self.engine.run(aggregator, reference_objective_eur=reference_objective_eur,
                               batched=batched, missed=missed,
-                              init=self.initial_guess(inputs))
+                              init=self.initial_guess(inputs),
+                              init_y=self.initial_duals(inputs) if self.warm_duals else None)
         return AdmmOpfResult(self._result(run, inputs), run, self.regions)
 
     # -----------------------------------------------------------------------------------------
@@ -550,6 +628,21 @@ def cost_scale_eur(inputs: OpfInputs, step_min: int, s_base_kw: float) -> float:
     return price * step_min / 60.0 * s_base_kw
 
 
+def variant_settings(variant: str, base: AdmmOptions | None = None) -> AdmmOptions:
+    """``base`` (default :class:`AdmmOptions`) with a named variant's algorithm settings.
+
+    Raises:
+        OpfError: unknown variant.
+    """
+    if variant not in VARIANTS:
+        raise OpfError(f"unknown ADMM variant {variant!r}; choose from {sorted(VARIANTS)}",
+                       "invalid")
+    spec = VARIANTS[variant]
+    return replace(base or AdmmOptions(), rho=float(spec["rho"]), alpha=float(spec["alpha"]),
+                   residual_balancing=bool(spec["residual_balancing"]),
+                   anderson=int(spec["anderson"]))
+
+
 def solve_admm_opf(feeder: Feeder, periods: int, step_min: int, devices: Devices,
                    inputs: OpfInputs, options: OpfOptions | None = None,
                    variant: str = DEFAULT_VARIANT, *, admm: AdmmOptions | None = None,
@@ -565,8 +658,8 @@ def solve_admm_opf(feeder: Feeder, periods: int, step_min: int, devices: Devices
         inputs: data.
         options: model options.
         variant: a key of :data:`VARIANTS`.
-        admm: base algorithm settings (variant settings override ``alpha`` and residual
-            balancing; ``cost_scale_eur`` is set from the prices).
+        admm: base algorithm settings (the variant's settings override ``rho``, ``alpha``,
+            residual balancing and ``anderson``; ``cost_scale_eur`` is set from the prices).
         reference: also solve the centralised OPF (for the gap).
         aggregator: the aggregator step.
 
@@ -582,11 +675,10 @@ def solve_admm_opf(feeder: Feeder, periods: int, step_min: int, devices: Devices
     if reference:
         central = OpfModel(feeder, periods, step_min, devices, options).solve(inputs)
     base_kw = options.s_base_kva or _auto_base(feeder)
-    settings = replace(admm or AdmmOptions(), alpha=float(spec["alpha"]),
-                       residual_balancing=bool(spec["residual_balancing"]),
+    settings = replace(variant_settings(variant, admm),
                        cost_scale_eur=cost_scale_eur(inputs, step_min, base_kw))
     model = AdmmOpf(feeder, periods, step_min, devices, options, settings,
-                    regions=spec["partition"])
+                    regions=spec["partition"], warm_duals=bool(spec["warm_duals"]))
     res = model.solve(inputs, aggregator,
                       reference_objective_eur=central.objective_eur if central else None)
     return res, central
@@ -602,4 +694,5 @@ __all__ = [
     "cost_scale_eur",
     "partition",
     "solve_admm_opf",
+    "variant_settings",
 ]
