@@ -58,10 +58,14 @@ class AnvilNode:
     Args:
         block_gas_limit: the node's block gas limit.
         startup_timeout_s: seconds to wait for the RPC port.
+        automine: mine a block when a transaction arrives (anvil's default); ``False`` starts
+            the node with ``--no-mining`` (blocks only on ``evm_mine``).
     """
 
-    def __init__(self, block_gas_limit: int = 30_000_000, startup_timeout_s: float = 20.0) -> None:
+    def __init__(self, block_gas_limit: int = 30_000_000, startup_timeout_s: float = 20.0,
+                 *, automine: bool = True) -> None:
         self.block_gas_limit = block_gas_limit
+        self.automine = automine
         self.startup_timeout_s = startup_timeout_s
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -85,6 +89,8 @@ class AnvilNode:
             "--balance", "10000000",
             "--silent",
         ]  # fmt: skip
+        if not self.automine:
+            cmd.append("--no-mining")
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:

@@ -178,6 +178,7 @@ class Chain:
     _tester: Any = field(default=None, init=False)
     _fee_cap: int = field(default=0, init=False)
     _fee_uses: int = field(default=0, init=False)
+    _can_mine: bool | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.config.url is None:
@@ -256,6 +257,20 @@ class Chain:
         provider = self.w3.provider
         self._retry(partial(provider.make_request, RPCEndpoint("evm_increaseTime"), [int(seconds)]))
         self._retry(partial(provider.make_request, RPCEndpoint("evm_mine"), []))
+
+    def _nudge_mining(self, provider: Any) -> bool:
+        """Ask a development node to mine a block; False where the node has no ``evm_mine``.
+
+        anvil's automine mines when a transaction arrives; when many arrive in one batch some
+        ready transactions can stay in its pool until the next arrival, so a wait that sees no
+        receipt appear mines a block by hand. A production node (geth, besu) mines on its own
+        schedule and answers "method not found": it is not asked again.
+        """
+        if self._can_mine is False:
+            return False
+        resp = provider.make_request(RPCEndpoint("evm_mine"), [])
+        self._can_mine = "error" not in resp
+        return self._can_mine
 
     # ------------------------------------------------------------------------ contracts
 
@@ -345,7 +360,9 @@ class Chain:
             hashes.append(resp["result"])
         receipts: list[Any] = [None] * len(hashes)
         pending = list(range(len(hashes)))
-        deadline = time.monotonic() + self.config.timeout_s + 0.1 * len(hashes)
+        still_before: list[int] = []
+        wait_s = self.config.timeout_s + 0.1 * len(hashes)
+        deadline = time.monotonic() + wait_s
         while pending:
             calls = [(RPCEndpoint("eth_getTransactionReceipt"), [hashes[i]]) for i in pending]
             responses = self._retry(partial(provider.make_batch_request, calls))
@@ -358,11 +375,14 @@ class Chain:
             pending = still
             if pending and time.monotonic() > deadline:
                 raise ChainUnavailableError(
-                    f"{len(pending)} receipts missing after {self.config.timeout_s} s"
+                    f"{len(pending)} of {len(hashes)} receipts missing after {wait_s:.0f} s"
                 )
             if pending:
                 time.sleep(0.05)
-        out = []
+                if len(pending) == len(still_before) and self._nudge_mining(provider):
+                    continue
+            still_before = pending
+        out: list[GasRecord] = []
         for s, h, raw in zip(signed, hashes, receipts, strict=True):
             status, block, gas = (
                 int(raw["status"], 16),
@@ -371,8 +391,9 @@ class Chain:
             )
             if status != 1:
                 raise self._replay_revert(s.tx, s.acct, block)
-            self.gas_log.append(GasRecord(s.label, gas, h, block))
-            out.append(raw)
+            record = GasRecord(s.label, gas, h, block)
+            self.gas_log.append(record)
+            out.append(record)
         return out
 
     # ------------------------------------------------------------------------ internals

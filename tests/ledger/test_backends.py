@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
 from ledger import anvil
 from ledger.backends import chain_config, open_ledger
@@ -70,3 +71,19 @@ def test_onboarding_more_households_than_one_grant_chunk(anvil_url: str) -> None
         for h in (hh[0], hh[199], hh[200], hh[-1]):
             assert led.roles_of(h) & 16
             assert led.credit_nano(h) == 500_000_000
+
+
+@pytest.mark.chain
+def test_a_batch_is_mined_on_request_when_the_node_leaves_it_in_its_pool() -> None:
+    # anvil's automine can leave ready transactions of a large batch in its pool until the next
+    # arrival; a node that never mines by itself shows the same state every time.
+    dev_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+    with anvil.AnvilNode(automine=False) as node:
+        chain = Chain(ChainConfig(url=node.url, seed=3, funder_key=dev_key, timeout_s=5.0))
+        payer = Account.from_key(dev_key)
+        items = [(payer, {"to": chain.new_account(fund=False).address, "value": 1, "gas": 21_000},
+                  "transfer") for _ in range(40)]
+        records = chain.send_batch(items)
+        assert [r.call for r in records] == ["transfer"] * 40
+        assert min(r.block for r in records) >= 1
+        assert all(r.gas_used == 21_000 for r in records)
