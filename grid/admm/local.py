@@ -98,7 +98,9 @@ class LocalProblem:
         # structure (compile) and per-run data (load)
         self.cols = np.zeros(0, dtype=np.int64)
         self._D: sp.csc_array | None = None
+        self._D_upper: sp.csc_matrix | None = None
         self._P0: Any = None
+        self._P0_csr: sp.csr_matrix | None = None
         self.q0 = np.zeros(0)
         self._d0 = 0.0
         self._chain: Any = None
@@ -145,8 +147,10 @@ class LocalProblem:
                 p.value = None
 
     def _data(self, rho: float, lin: np.ndarray | None) -> tuple[dict[str, Any], Any, Any]:
-        self.rho.value = rho
-        if self.lin is not None:
+        # (setting a cvxpy parameter validates it; skip when unchanged — most runs)
+        if self.rho.value != rho:
+            self.rho.value = rho
+        if self.lin is not None and (lin is not None or np.any(self.lin.value)):
             self.lin.value = np.zeros(self.shape) if lin is None else lin
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -162,6 +166,7 @@ class LocalProblem:
         data, self._chain, self._inverse = self._data(0.0, None)
         n = data["c"].size
         self._P0 = _full_p(data, n)
+        self._P0_csr = sp.csr_matrix(self._P0) if self._P0.nnz else None
         self.q0 = np.asarray(data["c"], dtype=float)
         solver_inverse = self._inverse[-1]
         if getattr(solver_inverse, "solver_options", {}) is None:
@@ -183,7 +188,15 @@ class LocalProblem:
         self._rho_loaded = rho
 
     def _p_upper(self, rho: float) -> sp.csc_matrix:
+        """The upper triangle of ``P₀ + ρ·D`` (Clarabel's form)."""
         assert self._D is not None
+        if self._P0_csr is None:  # no quadratic cost of its own: scale the compiled pattern
+            if self._D_upper is None:
+                self._D_upper = sp.csc_matrix(sp.triu(self._D, format="csc"))
+                self._D_upper.sort_indices()
+            P = self._D_upper.copy()
+            P.data *= rho
+            return P
         P = sp.triu(self._P0 + rho * self._D, format="csc")
         P.sort_indices()
         return sp.csc_matrix(P)
@@ -246,7 +259,8 @@ class LocalProblem:
             log.debug("ADMM local solve of %s: %s", self.name, status)
         self._last = sol
         x = np.asarray(sol.x, dtype=float)
-        own = float(0.5 * x @ (self._P0 @ x) + self.q0 @ x + self._d0) * self.cost_scale_eur
+        quad = 0.5 * float(x @ (self._P0_csr @ x)) if self._P0_csr is not None else 0.0
+        own = (quad + float(self.q0 @ x) + self._d0) * self.cost_scale_eur
         return LocalSolution(x[self.cols].reshape(self.shape), own, dt)
 
     def _solve_cvxpy(self, lin_flat: np.ndarray) -> LocalSolution:
