@@ -2,7 +2,7 @@
 
 It forecasts its load and PV with a multiplicative Gaussian error drawn from its own generator,
 optimises its battery and EV against retail prices plus the DSO's coordination price (one LP,
-built once with the ``grid.der`` builders and re-solved with new parameters), turns the plan into
+or QP with a proximal term, :mod:`mas.brains.hems`), turns the plan into
 orders for the local sessions, offers flexibility when the DSO calls, and simulates its own
 delivery: the battery follows its setpoints within what its state of charge allows, and the
 meter records what really flowed.
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import cvxpy as cp
 import numpy as np
 
-from grid.der import DeviceBlock, build_batteries, build_evs, build_pv
 from market.vdg import Direction
+from mas.brains.hems import PlanInputs, solve_plan
 from mas.errors import PlanError
 from mas.scenario import Forecast
 from mas.world import SLOTS, HouseholdSpec
@@ -129,56 +128,22 @@ class HouseholdBrain:
         self.flex_kw = np.zeros(SLOTS)  # accepted flexibility: + more injection, − less
         self.deliveries: dict[int, Delivery] = {}
         self._soc_kwh = spec.battery.e_max_kwh / 2 if spec.battery else 0.0
-        self._build()
+        self._ev_available = np.asarray(spec.ev_available, dtype=float)
+        gap = self.price_import - self.price_export
+        self._buy_limit = [round(float(x), 6) for x in spec.buy_value_frac * self.price_import]
+        self._sell_limit = [round(float(x), 6)
+                            for x in self.price_export + spec.sell_markup_frac * gap]
 
     # ------------------------------------------------------------------------ optimisation
-    def _build(self) -> None:
-        s, T = self.spec, SLOTS
-        self.p_load = cp.Parameter(T, nonneg=True, name="load_kw")
-        self.p_imp = cp.Parameter(T, name="price_import")
-        self.p_exp = cp.Parameter(T, name="price_export")
-        self.p_lam = cp.Parameter(T, name="lam")
-        self.blocks: dict[str, DeviceBlock] = {}
-        inj = -self.p_load
-        cons: list[cp.Constraint] = []
-        cost = cp.Constant(0.0)
-        if s.pv is not None:
-            self.blocks["pv"] = build_pv([s.pv], T)
-        if s.battery is not None:
-            self.blocks["battery"] = build_batteries([s.battery], T, DT_H)
-        if s.ev is not None:
-            self.blocks["ev"] = build_evs([s.ev], T, DT_H)
-        for b in self.blocks.values():
-            inj = inj + cp.sum(b.p_kw, axis=0)
-            cons += b.constraints
-            cost = cost + b.cost_eur
-        imp = cp.Variable(T, nonneg=True, name="import_kw")
-        exp = cp.Variable(T, nonneg=True, name="export_kw")
-        cons.append(exp - imp == inj)
-        energy = cp.sum(cp.multiply(self.p_imp + self.p_lam, imp)
-                        - cp.multiply(self.p_exp + self.p_lam, exp)) * DT_H
-        self.p_prev = cp.Parameter(T, name="previous_import_kw")
-        self.problem = cp.Problem(cp.Minimize(energy + cost), cons)
-        self.problem_prox = cp.Problem(
-            cp.Minimize(energy + cost + self.prox / 2 * cp.sum_squares(imp - exp - self.p_prev)),
-            cons)
-        self._imp, self._exp = imp, exp
-        self.p_imp.value = self.price_import
-        self.p_exp.value = self.price_export
-        self.p_load.value = self.load_fc_kw
-        if "pv" in self.blocks:
-            self.blocks["pv"].parameters["p_avail_kw"].value = self.pv_fc_kw.reshape(1, T)
-        if "battery" in self.blocks:
-            self.blocks["battery"].parameters["e_init_kwh"].value = np.array([self._soc_kwh])
-        if "ev" in self.blocks:
-            ev = self.blocks["ev"]
-            ev.parameters["available"].value = np.asarray(s.ev_available).reshape(1, T)
-            ev.parameters["e_need_kwh"].value = np.array([s.ev_need_kwh])
-
-    @property
-    def is_dpp(self) -> bool:
-        """Whether the plan problems are DPP (re-solve without recompiling)."""
-        return self.problem.is_dpp() and self.problem_prox.is_dpp()
+    def plan_inputs(self, target_import_kw: np.ndarray | None = None) -> PlanInputs:
+        """The data of the next plan solve (forecasts, prices, ``lam``, battery energy)."""
+        s = self.spec
+        return PlanInputs(
+            load_kw=self.load_fc_kw, pv_avail_kw=self.pv_fc_kw,
+            import_eur_per_kwh=self.price_import, export_eur_per_kwh=self.price_export,
+            lam_eur_per_kwh=self.lam, e_init_kwh=self._soc_kwh,
+            ev_available=self._ev_available, ev_need_kwh=s.ev_need_kwh,
+            prox_eur_per_kw2=self.prox, target_import_kw=target_import_kw, dt_h=DT_H)
 
     def make_plan(self, lam_eur_per_kwh: Sequence[float] | None = None,
                   target_import_kw: Sequence[float] | None = None) -> Plan:
@@ -187,10 +152,11 @@ class HouseholdBrain:
         In a coordination round (``lam`` given) a re-plan is kept close to the previous plan by
         the proximal term. ``target_import_kw`` replaces the previous plan as the point the
         proximal term pulls towards: the local step of consensus ADMM, ``argmin f(x) + λ·x +
-        (w/2)·‖x − target‖²`` with ``w`` = ``prox_eur_per_kw2``.
+        (w/2)·‖x − target‖²`` with ``w`` = ``prox_eur_per_kw2``. The problem and how it is
+        solved: :mod:`mas.brains.hems`.
 
         Raises:
-            PlanError: the LP is not solved to optimality, or an input is malformed.
+            PlanError: the problem is not solved to optimality, or an input is malformed.
         """
         target = None
         if target_import_kw is not None:
@@ -207,38 +173,22 @@ class HouseholdBrain:
                 raise PlanError(f"household {self.spec.id}: lam_eur_per_kwh must be {SLOTS} "
                                 f"finite numbers, got shape {lam.shape}", "bad-input")
             self.lam = lam
-        self.p_lam.value = self.lam
-        problem = self.problem
-        if target is not None:
-            self.p_prev.value = target
-            problem = self.problem_prox
-        elif self.plan is not None and lam_eur_per_kwh is not None and self.prox > 0:
-            self.p_prev.value = -np.asarray(self.plan.net_export_kw)
-            problem = self.problem_prox
-        try:
-            problem.solve(solver="CLARABEL")
-        except cp.error.SolverError as exc:
-            raise PlanError(f"household {self.spec.id}: solver failed: {exc}",
-                            "solver_error") from exc
-        if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-            raise PlanError(f"household {self.spec.id}: plan ended with status "
-                            f"{problem.status}", str(problem.status))
-        net = np.asarray(self._exp.value) - np.asarray(self._imp.value)
-        net = np.round(net, 6) + 0.0  # stable across platforms; no negative zero
-        bat = self._row("battery")
-        ev = -self._row("ev")
-        pv = self._row("pv")
+        if target is None and self.plan is not None and lam_eur_per_kwh is not None \
+                and self.prox > 0:
+            target = -np.asarray(self.plan.net_export_kw)
+        s = self.spec
+        sol = solve_plan(s.pv, s.battery, s.ev, self.plan_inputs(target),
+                         owner=f"household {s.id}")
+        net = np.round(sol.export_kw - sol.import_kw, 6) + 0.0  # stable; no negative zero
+        bat = np.round(sol.battery_kw, 6) + 0.0
+        ev = np.round(sol.ev_kw, 6) + 0.0
+        pv = np.round(sol.pv_kw, 6) + 0.0
         imp = np.clip(-net, 0, None)
         exp = np.clip(net, 0, None)
         cost = float(np.sum(self.price_import * imp - self.price_export * exp) * DT_H)
         self.plan = Plan(tuple(net.tolist()), tuple(bat.tolist()), tuple(ev.tolist()),
                          tuple(pv.tolist()), cost)
         return self.plan
-
-    def _row(self, kind: str) -> np.ndarray:
-        if kind not in self.blocks:
-            return np.zeros(SLOTS)
-        return np.round(np.asarray(self.blocks[kind].p_kw.value).reshape(-1), 6) + 0.0
 
     def _need_plan(self) -> Plan:
         if self.plan is None:
@@ -248,12 +198,11 @@ class HouseholdBrain:
     # ------------------------------------------------------------------------ trading
     def buy_limit(self, slot: int) -> float:
         """The most it pays for a kWh in ``slot`` (a share of the retail import price)."""
-        return round(float(self.spec.buy_value_frac * self.price_import[slot]), 6)
+        return self._buy_limit[slot]
 
     def sell_limit(self, slot: int) -> float:
         """The least it accepts for a kWh in ``slot`` (feed-in plus a markup)."""
-        gap = self.price_import[slot] - self.price_export[slot]
-        return round(float(self.price_export[slot] + self.spec.sell_markup_frac * gap), 6)
+        return self._sell_limit[slot]
 
     def day_ahead_orders(self, slots: Sequence[int]) -> OrderIntent:
         """Orders for the day-ahead session: the planned net position of every slot."""
@@ -266,15 +215,16 @@ class HouseholdBrain:
         The nowcast of the next slots is exact (the meter's own short-term view); what differs
         from the planned position is bought or sold locally before the slot starts.
         """
-        plan = np.asarray(self._need_plan().net_export_kw)
-        want = np.zeros(SLOTS)
+        plan = self._need_plan().net_export_kw
+        want = {}
         soc = self._soc_kwh
         for t in slots:
             expected, _, soc = self._simulate_slot(t, soc)
             want[t] = -(expected - plan[t])
         return self._orders(slots, want)
 
-    def _orders(self, slots: Sequence[int], buy_kwh: np.ndarray) -> OrderIntent:
+    def _orders(self, slots: Sequence[int], buy_kwh: Mapping[int, float] | np.ndarray
+                ) -> OrderIntent:
         qty, price = [], []
         for t in slots:
             q = round(float(buy_kwh[t]) * DT_H, 3) + 0.0

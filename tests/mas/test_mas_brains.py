@@ -10,6 +10,7 @@ from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionBook, SessionPlan, day_sessions, vector_from_intent
 from mas.brains.coordination import ImportLimitStep
 from mas.brains.dso import DsoBrain
+from mas.brains.hems import battery_key, ev_key, reference_problem, solve_plan, structure
 from mas.brains.household import HouseholdBrain
 from mas.errors import PlanError, ProtocolStateError
 from mas.scenario import Forecast, GridSpec, Scenario
@@ -42,9 +43,41 @@ def _brain(spec=None, seed=3, sigma=0.1) -> HouseholdBrain:
                           household_rng(seed, spec.index), salt_seed=seed)
 
 
-def test_household_plan_is_dpp_and_balances_energy():
+@pytest.mark.parametrize("devices", [(False, False, False), (True, False, False),
+                                     (True, True, False), (False, False, True),
+                                     (True, False, True), (True, True, True)])
+@pytest.mark.parametrize("case", range(4))
+def test_plan_solver_matches_the_cvxpy_reference(devices, case):
+    """The closed form and the hand-built conic data solve the problem the grid.der builders
+    state (a DPP cvxpy problem solved by cvxpy): same optimal value, a feasible schedule."""
+    pv, battery, ev = devices
+    spec = _spec(pv=pv, battery=battery, ev=ev)
+    rng = np.random.default_rng(case)
+    b = _brain(spec)
+    b.lam = rng.uniform(-0.3, 0.4, SLOTS) if case else np.zeros(SLOTS)
+    target = rng.uniform(-4.0, 6.0, SLOTS) if case >= 2 else None
+    x = b.plan_inputs(target)
+    sol = solve_plan(spec.pv, spec.battery, spec.ev, x)
+    problem, _, _ = reference_problem(spec.pv, spec.battery, spec.ev, x)
+    assert problem.is_dpp()
+    problem.solve(solver="CLARABEL")
+    assert problem.status == "optimal"
+    assert sol.objective_eur == pytest.approx(problem.value, abs=1e-6)
+    inj = sol.pv_kw + sol.battery_kw - sol.ev_kw - x.load_kw
+    np.testing.assert_allclose(sol.export_kw - sol.import_kw, inj, atol=1e-6)
+    assert min(sol.import_kw.min(), sol.export_kw.min(), sol.pv_kw.min()) >= -1e-7
+    assert np.all(sol.pv_kw <= x.pv_avail_kw + 1e-7)
+
+
+def test_households_of_one_kind_share_the_plan_structure():
+    a, b = _spec(0, ev=True), _spec(1, ev=True)
+    key = (SLOTS, 1.0, True, battery_key(a.battery), ev_key(a.ev))
+    assert structure(*key) is structure(SLOTS, 1.0, True, battery_key(b.battery), ev_key(b.ev))
+    assert structure(*key) is not structure(SLOTS, 1.0, True, None, ev_key(a.ev))
+
+
+def test_household_plan_balances_energy():
     b = _brain(_spec(ev=True))
-    assert b.is_dpp
     plan = b.make_plan()
     net = np.array(plan.net_export_kw)
     recon = np.array(plan.pv_kw) + np.array(plan.battery_kw) - np.array(plan.ev_kw) - b.load_fc_kw
