@@ -2,95 +2,195 @@
 
 Each case runs in its own process (so peak memory is that case's): the default scenario's
 feeder repeated to N households (:func:`mas.mesa.params.population_world`), the import limit
-scaled with N, day-ahead and real-time sessions cleared and settled on the chosen ledger.
-Reports wall time split by phase and the child's peak resident memory. Goal: 10,000
-households in at most 60 s with the in-memory ledger.
+scaled with N, day-ahead and real-time sessions cleared and settled on the chosen ledger:
 
-    python benchmarks/bench_population.py                      # 1,000 and 10,000, memory; 1,000 EVM
-    python benchmarks/bench_population.py --sizes 1000 --ledgers memory,evm
+* ``memory`` — :class:`mas.mesa.memory_ledger.MemoryLedger`;
+* ``anvil`` — the contracts on a local anvil node started for the case (commits and reveals
+  in JSON-RPC batches);
+* ``evm`` — the contracts on the embedded py-evm chain (one transaction at a time).
+
+Reports wall time and process CPU time, split by phase, the child's peak resident memory and
+the machine's load average; with ``--repeat R`` the median of R runs per case. The baseline,
+measured in the same run: the household plans of ``--baseline N`` households solved the way the
+brains did before (one cvxpy problem per household, built, compiled and solved) against
+:func:`mas.brains.hems.solve_plan`. Goal: 10,000 households in at most 60 s with the in-memory
+ledger.
+
+    python benchmarks/bench_population.py               # memory 1,000 and 10,000; anvil 1,000
+    python benchmarks/bench_population.py --sizes 1000 --ledgers memory,anvil,evm --repeat 3
+    python benchmarks/bench_population.py --json results/bench_population.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 GOAL_S = 60.0
 PHASES = ("setup_s", "plan_s", "day-ahead_s", "real-time_s", "delivery_s", "collect_s")
+LEDGERS = ("memory", "anvil", "evm")
 
 
-def one_case(n: int, ledger: str) -> dict[str, object]:
-    """Run one case in this process and return its measures."""
-    from mas.mesa.model import VdgModel  # noqa: PLC0415
-    from mas.mesa.params import population_world  # noqa: PLC0415
-    from mas.scenario import Scenario  # noqa: PLC0415
+def _scenario(n: int) -> Any:
+    from mas.scenario import Scenario  # noqa: PLC0415 - imports are timed apart from the case
     from mas.world import build_world  # noqa: PLC0415
 
     base = Scenario()
-    t0 = time.perf_counter()
-    n_base = len(build_world(base).households)  # the feeder (cached; not timed below)
-    world_s = time.perf_counter() - t0
+    n_base = len(build_world(base).households)
     limit = base.grid.import_limit_kw * n / n_base
-    scenario = Scenario.from_dict({**base.to_dict(), "households": n,
-                                   "grid": {**base.to_dict()["grid"], "import_limit_kw": limit}})
-    world = population_world(scenario)
+    return Scenario.from_dict({**base.to_dict(), "households": n,
+                               "grid": {**base.to_dict()["grid"], "import_limit_kw": limit}})
+
+
+def one_case(n: int, ledger: str) -> dict[str, Any]:
+    """Run one case in this process and return its measures."""
+    from mas.mesa.model import VdgModel  # noqa: PLC0415
+    from mas.mesa.params import population_world  # noqa: PLC0415
+
     t0 = time.perf_counter()
-    model = VdgModel(scenario, ledger=ledger, collect_agents=False, world=world)
-    summary = model.run_day()
-    wall = time.perf_counter() - t0
+    scenario = _scenario(n)  # the feeder (cached; not timed below)
+    world = population_world(scenario)
+    world_s = time.perf_counter() - t0
+    node = None
+    if ledger == "anvil":
+        from ledger.anvil import AnvilNode  # noqa: PLC0415
+
+        node = AnvilNode().start()
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        model = VdgModel(scenario, ledger="memory" if ledger == "memory" else "evm",
+                         collect_agents=False, world=world,
+                         chain_url=node.url if node is not None else None)
+        summary = model.run_day()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        if node is not None:
+            node.stop()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"households": n, "ledger": ledger, "wall_s": round(wall, 2),
-            "feeder_load_s": round(world_s, 2), "peak_rss_mb": round(peak_mb, 1),
-            **{k: summary[k] for k in PHASES},
+    return {"households": n, "ledger": ledger, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "load_avg_1m": round(os.getloadavg()[0], 2), "world_s": round(world_s, 2),
+            "peak_rss_mb": round(peak_mb, 1), **{k: summary[k] for k in PHASES},
             "rounds": summary["admm_iterations"], "trades": summary["trades"],
             "traded_kwh": summary["traded_kwh"], "gas_used": summary["gas_used"],
             "money_conserved": summary["money_conserved"],
             "energy_conserved": summary["energy_conserved"]}
 
 
+def baseline(n: int) -> dict[str, Any]:
+    """Plans of ``n`` households: one cvxpy problem each (the former way) vs ``solve_plan``."""
+    import numpy as np  # noqa: PLC0415
+
+    from mas.brains.hems import reference_problem, solve_plan  # noqa: PLC0415
+    from mas.brains.household import HouseholdBrain  # noqa: PLC0415
+    from mas.mesa.params import population_world  # noqa: PLC0415
+    from mas.world import household_rng  # noqa: PLC0415
+
+    scenario = _scenario(n)
+    world = population_world(scenario)
+    brains = [HouseholdBrain(h, world.import_eur_per_kwh, world.export_eur_per_kwh,
+                             scenario.forecast, household_rng(scenario.seed, h.index))
+              for h in world.households]
+    inputs = [b.plan_inputs(None) for b in brains]
+    t0 = time.perf_counter()
+    ref = []
+    for b, x in zip(brains, inputs, strict=True):
+        problem, _, _ = reference_problem(b.spec.pv, b.spec.battery, b.spec.ev, x)
+        problem.solve(solver="CLARABEL")
+        ref.append(problem.value)
+    ref_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    new = [solve_plan(b.spec.pv, b.spec.battery, b.spec.ev, x).objective_eur
+           for b, x in zip(brains, inputs, strict=True)]
+    new_s = time.perf_counter() - t0
+    return {"households": n, "cvxpy_per_household_s": round(ref_s, 3),
+            "solve_plan_s": round(new_s, 3), "speedup": round(ref_s / new_s, 1),
+            "max_objective_diff_eur": float(np.max(np.abs(np.subtract(ref, new))))}
+
+
+def _child(args: list[str]) -> dict[str, Any] | str:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        return f"failed: {out.stderr.strip().splitlines()[-1:]}"
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    row = dict(runs[0])
+    for key in ("wall_s", "cpu_s", "load_avg_1m", "peak_rss_mb", *PHASES):
+        row[key] = round(statistics.median(r[key] for r in runs), 2)
+    row["runs"] = len(runs)
+    row["wall_s_all"] = [r["wall_s"] for r in runs]
+    return row
+
+
 def main() -> None:
     """Run every case in a child process and print a table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000")
-    ap.add_argument("--ledgers", default="memory,evm")
+    ap.add_argument("--ledgers", default="memory,anvil", help=f"of {', '.join(LEDGERS)}")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per case (median reported)")
     ap.add_argument("--evm-max", type=int, default=1000,
-                    help="largest population run on the EVM (the EVM at 10,000 takes hours)")
+                    help="largest population run on a chain (anvil or py-evm)")
+    ap.add_argument("--baseline", type=int, default=100,
+                    help="households in the plan baseline (0: none)")
+    ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     ap.add_argument("--case", nargs=2, metavar=("N", "LEDGER"), help=argparse.SUPPRESS)
+    ap.add_argument("--baseline-case", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:
         print(json.dumps(one_case(int(args.case[0]), args.case[1])))
         return
-    rows = []
+    if args.baseline_case:
+        print(json.dumps(baseline(args.baseline_case)))
+        return
+    rows: list[dict[str, Any]] = []
     for ledger in args.ledgers.split(","):
+        if ledger not in LEDGERS:
+            ap.error(f"unknown ledger {ledger!r} (known: {', '.join(LEDGERS)})")
         for n in (int(x) for x in args.sizes.split(",")):
-            if ledger == "evm" and n > args.evm_max:
+            if ledger != "memory" and n > args.evm_max:
                 rows.append({"households": n, "ledger": ledger, "wall_s": "not run (--evm-max)"})
                 continue
-            print(f"running {n} households, {ledger} ledger ...", file=sys.stderr, flush=True)
-            out = subprocess.run([sys.executable, __file__, "--case", str(n), ledger],
-                                 capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                rows.append({"households": n, "ledger": ledger,
-                             "wall_s": f"failed: {out.stderr.strip().splitlines()[-1:]}"})
-                continue
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    cols = ["households", "ledger", "wall_s", "peak_rss_mb", *PHASES, "rounds", "trades",
-            "traded_kwh", "gas_used", "money_conserved", "energy_conserved"]
+            runs = []
+            for k in range(args.repeat):
+                print(f"running {n} households, {ledger} ledger ({k + 1}/{args.repeat}) ...",
+                      file=sys.stderr, flush=True)
+                got = _child(["--case", str(n), ledger])
+                if isinstance(got, str):
+                    rows.append({"households": n, "ledger": ledger, "wall_s": got})
+                    break
+                print(json.dumps(got), file=sys.stderr, flush=True)
+                runs.append(got)
+            if runs:
+                rows.append(_median_row(runs))
+    cols = ["households", "ledger", "wall_s", "cpu_s", "load_avg_1m", "peak_rss_mb", *PHASES,
+            "rounds", "trades", "traded_kwh", "gas_used", "money_conserved", "energy_conserved",
+            "runs"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
+    base = _child(["--baseline-case", str(args.baseline)]) if args.baseline else None
+    if base is not None:
+        print(f"baseline, plans of {args.baseline} households: {base}")
     for r in rows:
         if r["ledger"] == "memory" and r["households"] == 10_000 and isinstance(r["wall_s"],
                                                                                float):
             verdict = "met" if r["wall_s"] <= GOAL_S else "NOT met"
-            print(f"goal (10,000 households, memory ledger, <= {GOAL_S:.0f} s): {verdict} "
-                  f"({r['wall_s']} s)")
+            print(f"goal (10,000 households, memory ledger, <= {GOAL_S:.0f} s wall): {verdict} "
+                  f"({r['wall_s']} s wall, {r['cpu_s']} s CPU, load average "
+                  f"{r['load_avg_1m']})")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"rows": rows, "baseline": base, "load_avg": os.getloadavg()}, f, indent=1)
 
 
 if __name__ == "__main__":

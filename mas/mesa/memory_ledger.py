@@ -26,7 +26,13 @@ from eth_utils import keccak, to_checksum_address
 
 from ledger.chain import GasRecord
 from ledger.errors import ContractRevert, ProtocolError
-from ledger.fixedpoint import INT32_MAX, eur_to_nano, kwh_to_wh, penalty_to_nano_per_wh
+from ledger.fixedpoint import (
+    INT32_MAX,
+    WH_PER_KWH,
+    eur_to_nano,
+    kwh_to_wh,
+    penalty_to_nano_per_wh,
+)
 from ledger.orders import OrderVector, commitment
 from ledger.results import Deployment, SessionClearing, SlotClearing
 from market.auction import huang
@@ -75,6 +81,7 @@ class MemoryLedger:
         self._attested: dict[tuple[str, int], int] = {}  # (meter, slot) -> net Wh
         self._sessions: dict[int, _Session] = {}
         self._sealed: dict[tuple[int, str], tuple[OrderVector, bytes]] = {}
+        self._checksum: dict[str, str] = {}  # address as given -> checksummed (keccak each)
         self.gas_log: list[GasRecord] = []  # no gas in memory; kept for the same interface
         names = ("registry", "credit", "energy", "market", "admm", "fleet", "billing", "admin",
                  "dso", "auctioneer", "aggregator", "treasury")
@@ -96,7 +103,14 @@ class MemoryLedger:
         """A fresh address, deterministic in the seed and creation order."""
         raw = keccak(text=f"vdg-memory-ledger:{self._seed}:{self._n_accounts}")[-20:]
         self._n_accounts += 1
-        return str(to_checksum_address(raw))
+        return self._addr("0x" + raw.hex())
+
+    def _addr(self, account: str) -> str:
+        """The checksummed form of an address (remembered: checksumming hashes)."""
+        a = self._checksum.get(account)
+        if a is None:
+            a = self._checksum[account] = str(to_checksum_address(account))
+        return a
 
     def add_households(self, n: int, *, credit_eur: float = 0.0) -> list[str]:
         """Create ``n`` households with a meter each and, optionally, Credit."""
@@ -112,19 +126,19 @@ class MemoryLedger:
 
     def meter_of(self, household: str) -> str:
         """The meter address registered for a household (the zero address if none)."""
-        return self._meters.get(to_checksum_address(household), "0x" + "00" * 20)
+        return self._meters.get(self._addr(household), "0x" + "00" * 20)
 
     def mint_credit(self, to: str, amount_eur: float, *, sender: str | None = None) -> None:
         """Mint Credit (1e-9 EUR) to an account (``sender`` is accepted and ignored)."""
         amount = eur_to_nano("amount_eur", amount_eur)
         if amount == 0:
             raise _revert("ZeroAmount")
-        to = to_checksum_address(to)
+        to = self._addr(to)
         self._credit[to] = self._credit.get(to, 0) + amount
 
     def credit_nano(self, account: str) -> int:
         """Credit balance in 1e-9 EUR."""
-        return self._credit.get(to_checksum_address(account), 0)
+        return self._credit.get(self._addr(account), 0)
 
     def credit_supply_nano(self) -> int:
         """Total Credit supply in 1e-9 EUR."""
@@ -132,7 +146,7 @@ class MemoryLedger:
 
     def energy_wh(self, account: str) -> int:
         """Energy-token balance, Wh."""
-        return self._energy.get(to_checksum_address(account), 0)
+        return self._energy.get(self._addr(account), 0)
 
     def energy_supply_wh(self) -> int:
         """Energy tokens minted in total, Wh."""
@@ -154,10 +168,15 @@ class MemoryLedger:
         All or nothing: a reading out of range, an unknown meter or a second attestation of a
         (meter, slot) reverts the whole call.
         """
+        accounts = list(net_export_kwh)
+        kwh = np.fromiter(net_export_kwh.values(), dtype=float, count=len(accounts))
+        whs = np.rint(kwh * WH_PER_KWH)
+        if not (np.isfinite(kwh).all() and np.abs(whs).max(initial=0) <= INT32_MAX):
+            whs = np.array([kwh_to_wh(f"net_export_kwh[{h}]", e)  # raises, naming the reading
+                            for h, e in net_export_kwh.items()], dtype=float)
         rows = []
-        for h, e in net_export_kwh.items():
-            wh = kwh_to_wh(f"net_export_kwh[{h}]", e)
-            meter = self._meters.get(to_checksum_address(h))
+        for h, wh in zip(accounts, whs.astype(np.int64).tolist(), strict=True):
+            meter = self._meters.get(self._addr(h))
             if meter is None:
                 raise _revert("UnknownMeter", h)
             if (meter, slot) in self._attested:
@@ -214,7 +233,7 @@ class MemoryLedger:
     def commit(self, sid: int, household: str, orders: OrderVector,
                salt: bytes | None = None) -> bytes:
         """Seal a household's order vector; keeps vector and salt for :meth:`reveal`."""
-        h = to_checksum_address(household)
+        h = self._addr(household)
         if salt is None:
             salt = keccak(text=f"salt:{self._seed}:{sid}:{h}")
         s = self._session(sid)
@@ -236,7 +255,7 @@ class MemoryLedger:
 
         Escrows the buys at their limit prices and the sells' penalty bond.
         """
-        h = to_checksum_address(household)
+        h = self._addr(household)
         if orders is None or salt is None:
             if (sid, h) not in self._sealed:
                 raise ProtocolError(f"no sealed order vector of {h} in session {sid}")
@@ -254,7 +273,8 @@ class MemoryLedger:
             raise _revert("NotCommitted", h)
         if h in s.escrow:
             raise _revert("AlreadyRevealed", h)
-        if commitment(sid, h, orders.encode(), salt) != s.seals[h]:
+        if (orders, salt) != self._sealed.get((sid, h)) \
+                and commitment(sid, h, orders.encode(), salt) != s.seals[h]:  # else: as sealed
             raise _revert("CommitMismatch", h)
         if len(orders.slots) != s.n_slots:
             raise _revert("BadLength")
@@ -272,7 +292,7 @@ class MemoryLedger:
     def escrow_of(self, sid: int, household: str) -> tuple[bool, int]:
         """(revealed, escrow in 1e-9 EUR) of a household in a session."""
         s = self._session(sid)
-        h = to_checksum_address(household)
+        h = self._addr(household)
         return (h in s.escrow, s.escrow.get(h, 0))
 
     def revealed_book(self, sid: int) -> tuple[list[str], list[OrderVector]]:
@@ -360,11 +380,11 @@ class MemoryLedger:
 
     def owed_nano(self, account: str) -> int:
         """Credit the market owes an account after settlement, 1e-9 EUR."""
-        return self._owed.get(to_checksum_address(account), 0)
+        return self._owed.get(self._addr(account), 0)
 
     def withdraw(self, account: str) -> int:
         """Pull what the market owes ``account``; returns the amount (1e-9 EUR)."""
-        a = to_checksum_address(account)
+        a = self._addr(account)
         amount = self._owed.get(a, 0)
         if amount == 0:
             raise _revert("NothingOwed", a)

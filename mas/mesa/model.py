@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -34,8 +34,11 @@ import numpy as np
 from mesa import DataCollector, Model
 from mesa.discrete_space import Network
 
-from ledger.orders import OrderVector, commitment
+from ledger.fixedpoint import INT32_MAX, MICRO_EUR_PER_EUR, UINT32_MAX, WH_PER_KWH
+from ledger.orders import OrderVector, SlotOrder, commitment
 from ledger.results import Deployment, SessionClearing
+from market.auction import huang
+from market.orders import OrderTable
 from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import (
     SessionBook,
@@ -73,7 +76,77 @@ participants on a loaded machine)."""
 ACCOUNT_BATCH = 200
 """Accounts registered per ``add_households`` call (one role grant per batch must fit a block)."""
 
+ATTEST_BATCH = 250
+"""Meters attested per ``attest`` call (each costs tens of thousands of gas on the EVM)."""
+
+TX_BATCH = 500
+"""Commitments per JSON-RPC batch request on a node."""
+
 LedgerKind = Literal["memory", "evm"]
+
+
+class MarketBatch:
+    """Sends a session's commits and reveals to a JSON-RPC node without a wait per transaction.
+
+    One transaction per participant as :meth:`Web3Ledger.commit` and :meth:`Web3Ledger.reveal`
+    send them (same calldata, sender and salts), all signed first. Commitments go in JSON-RPC
+    batch requests of :data:`TX_BATCH` (their order does not matter); reveals are sent one
+    request after the other in participant order, because the clearing breaks ties by reveal
+    order and a batch request does not keep it, and their receipts are read afterwards. Only for
+    ledgers on a node: the embedded chain mines one transaction per call anyway, and the
+    in-memory ledger has no transactions.
+    """
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+
+    @classmethod
+    def of(cls, ledger: MarketLedger) -> MarketBatch | None:
+        """A batch sender for ``ledger``, or ``None`` where calls go one by one."""
+        chain = getattr(ledger, "chain", None)
+        if chain is None or chain.embedded:
+            return None
+        return cls(ledger)
+
+    def _items(self, fn: str, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        from ledger.chain import DEFAULT_GAS_LIMIT  # noqa: PLC0415 - web3 only on a chain
+
+        chain = self.ledger.chain
+        market = self.ledger.c["market"]
+        return [(chain.key(who), {"to": market.address, "data": market.encode_abi(fn, args=args),
+                                  "gas": DEFAULT_GAS_LIMIT}, f"VdgMarket.{fn}")
+                for who, args in calls]
+
+    def commit(self, calls: Sequence[tuple[str, list[Any]]]) -> None:
+        """``market.commit(*args)`` from each ``(household, args)``.
+
+        Raises:
+            ContractRevert: a transaction reverted.
+        """
+        items = self._items("commit", calls)
+        for first in range(0, len(items), TX_BATCH):
+            self.ledger.chain.send_batch(items[first:first + TX_BATCH])
+
+    def reveal(self, calls: Sequence[tuple[str, list[Any]]]) -> None:
+        """``market.reveal(*args)`` from each ``(household, args)``, mined in this order.
+
+        Raises:
+            ContractRevert: a transaction reverted (the others are mined).
+        """
+        from ledger.chain import GasRecord  # noqa: PLC0415 - web3 only on a chain
+        from ledger.errors import ContractRevert  # noqa: PLC0415
+
+        chain = self.ledger.chain
+        signed = chain.sign_batch(self._items("reveal", calls))
+        hashes = [chain.w3.eth.send_raw_transaction(s.signed.raw_transaction) for s in signed]
+        for s, h in zip(signed, hashes, strict=True):
+            receipt = chain.w3.eth.wait_for_transaction_receipt(
+                h, timeout=chain.config.timeout_s, poll_latency=0.01)
+            if receipt["status"] != 1:
+                raise ContractRevert(f"{s.label} {h.hex()} reverted in block "
+                                     f"{receipt['blockNumber']}")
+            chain.gas_log.append(GasRecord(s.label, int(receipt["gasUsed"]), h.hex(),
+                                           int(receipt["blockNumber"])))
 
 
 class MarketLedger(Protocol):
@@ -190,6 +263,54 @@ def tree_layout(graph: nx.DiGraph, root: object) -> dict[object, tuple[float, fl
     return pos
 
 
+def order_vector(qty_kwh: Sequence[float], price_eur_per_kwh: Sequence[float]) -> OrderVector:
+    """The contract's order vector of an order intent, as :func:`vector_from_intent` builds it.
+
+    The same conversion (``round(kWh × 1000)``, ``round(EUR × 10⁶)``) without building a field
+    name per slot; anything that is not finite or not representable goes through
+    :func:`vector_from_intent`, which raises the error naming the field.
+    """
+    slots = []
+    try:
+        for q, p in zip(qty_kwh, price_eur_per_kwh, strict=True):
+            wh = round(float(q) * WH_PER_KWH)
+            micro = round(float(p) * MICRO_EUR_PER_EUR)
+            if not (-INT32_MAX <= wh <= INT32_MAX and 0 <= micro <= UINT32_MAX):
+                return vector_from_intent(qty_kwh, price_eur_per_kwh)
+            slots.append(SlotOrder(wh, micro))
+    except (ValueError, OverflowError, TypeError):  # NaN, infinity, not a number, lengths
+        return vector_from_intent(qty_kwh, price_eur_per_kwh)
+    return OrderVector(tuple(slots))
+
+
+def reference_clearing(book: SessionBook) -> dict[str, tuple[int, ...]]:
+    """Huang clearing of a session book by the market layer, Wh per participant and slot.
+
+    What :meth:`SessionBook.reference_clearing` computes (revealed participants in rank order,
+    ties by rank), with the order table built from arrays instead of one ``Order`` per order.
+    """
+    rows = book.canonical()
+    n_slots = len(book.plan.slots)
+    out = {who: (0,) * n_slots for who, _, _ in rows}
+    if not rows:
+        return out
+    q = np.array([[s.qty_wh for s in vec.slots] for _, vec, _ in rows], dtype=np.int64)
+    p = np.array([[s.price_ueur_per_kwh for s in vec.slots] for _, vec, _ in rows],
+                 dtype=np.int64)
+    ii, tt = np.nonzero(q)
+    if not ii.size:
+        return out
+    width = max(6, len(str(len(rows))))  # ids sort in rank order
+    table = OrderTable.from_arrays(
+        is_buy=q[ii, tt] > 0, quantity_wh=np.abs(q[ii, tt]), price_ueur_per_kwh=p[ii, tt],
+        slot=tt.astype(np.int64),
+        ids=[f"{i:0{width}d}/{t:03d}" for i, t in zip(ii.tolist(), tt.tolist(), strict=True)])
+    filled = np.asarray(huang(table).filled_wh, dtype=np.int64)
+    cleared = np.zeros_like(q)
+    cleared[ii, tt] = np.where(q[ii, tt] > 0, filled, -filled)
+    return {who: tuple(row) for (who, _, _), row in zip(rows, cleared.tolist(), strict=True)}
+
+
 def _summary_reporter(key: str) -> Any:
     def report(model: VdgModel) -> Any:
         return model.summary[key] if model.summary is not None else None
@@ -229,6 +350,7 @@ class VdgModel(Model):
         self.world = world if world is not None else population_world(self.vdg)
         self.ledger_kind = ledger
         self.ledger = make_ledger(ledger, self.vdg.seed, chain_url)
+        self._batch = MarketBatch.of(self.ledger)
         feeder = self.world.feeder
         self.layout = tree_layout(feeder.graph, feeder.root)
         self.space = Network(feeder.graph.to_undirected(), random=self.random,
@@ -250,6 +372,9 @@ class VdgModel(Model):
         self.participants: list[HouseholdAgent | AggregatorAgent] = [*self.households,
                                                                       self.aggregator]
         self.address_of = {p.hid: p.address for p in self.participants}
+        self._hid_of = {a.lower(): hid for hid, a in self.address_of.items()}
+        self._hids = [h.hid for h in self.households]
+        self._soc_cache: tuple[int, float] | None = None  # (slots delivered, mean SoC)
         self.credit_start_nano = {p.hid: self.ledger.credit_nano(p.address)
                                   for p in self.participants}
         self.credit_supply_start_nano = self.ledger.credit_supply_nano()
@@ -377,33 +502,45 @@ class VdgModel(Model):
                                penalty_eur_per_kwh=self.vdg.market.penalty_eur_per_kwh)
         book = SessionBook(plan, sid, self.address_of)
         sealed: dict[str, tuple[OrderVector, bytes]] = {}
+        digests: list[tuple[str, bytes]] = []
         for p in self.participants:
             intent = p.orders(plan.kind, plan.slots)
             if intent.empty:
                 book.commit(p.hid, None)
                 continue
-            vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
+            vec = order_vector(intent.qty_kwh, intent.price_eur_per_kwh)
             salt = p.salt(sid)
-            book.commit(p.hid, commitment(sid, p.address, vec.encode(), salt))
-            led.commit(sid, p.address, vec, salt)
+            digest = commitment(sid, p.address, vec.encode(), salt)
+            book.commit(p.hid, digest)
+            if self._batch is None:
+                led.commit(sid, p.address, vec, salt)
+            digests.append((p.address, digest))
             sealed[p.hid] = (vec, salt)
+        if self._batch is not None:
+            self._batch.commit([(a, [sid, d]) for a, d in digests])
         led.advance_time(GATE_S + 1)
         book.open_reveal()
+        reveals: list[tuple[str, list[Any]]] = []
         for p in self.participants:
             if p.hid in sealed:
                 vec, salt = sealed[p.hid]
                 book.reveal(p.hid, vec, salt)
-                led.reveal(sid, p.address, vec, salt)
+                if self._batch is None:
+                    led.reveal(sid, p.address, vec, salt)
+                else:
+                    reveals.append((p.address, [sid, vec.encode(), salt]))
+        if self._batch is not None:
+            self._batch.reveal(reveals)
         led.advance_time(GATE_S + 1)
         book.close()
         if not book.reveals:  # nobody traded: the session is not cleared (nor settled)
             log.info("session %s: no orders", plan.name)
             return
         cl = led.clear(sid)
-        who = {a.lower(): hid for hid, a in self.address_of.items()}
+        who = self._hid_of
         participants = tuple(who[h.lower()] for h in cl.households)
         chain = dict(zip(participants, cl.cleared_wh, strict=True))
-        if not cleared_matches(chain, book.reference_clearing()):
+        if not cleared_matches(chain, reference_clearing(book)):
             raise MesaRuntimeError(f"session {plan.name}: the ledger's clearing differs from "
                                    f"the market layer's Huang clearing of the same book")
         limits = {n: tuple((s.qty_wh, s.price_ueur_per_kwh) for s in vec.slots)
@@ -424,15 +561,19 @@ class VdgModel(Model):
     def _deliver(self, slot: int) -> None:
         """Deliver a slot, attest the meters, settle sessions whose slots are all attested."""
         readings = {}
+        metered = self.metered_kw[slot]
         for k, h in enumerate(self.households):
             d = h.deliver(slot)
-            self.metered_kw[slot, k] = d.net_export_kw
+            metered[k] = d.net_export_kw
             readings[h.hid] = d.net_export_kw  # hourly slot: kW over one hour = kWh
         clean = self.dso.brain.attest(slot, readings)
-        self.ledger.attest(slot, {self.address_of[hid]: e for hid, e in clean.items()})
+        address = self.address_of
+        meters = [(address[hid], e) for hid, e in clean.items()]
+        for first in range(0, len(meters), ATTEST_BATCH):  # one transaction must fit a block
+            self.ledger.attest(slot, dict(meters[first:first + ATTEST_BATCH]))
         self.delivered = slot + 1
         self.metered_state = self.dso.brain.grid_state(
-            {h.hid: self.metered_kw[:, k].tolist() for k, h in enumerate(self.households)})
+            dict(zip(self._hids, self.metered_kw.T.tolist(), strict=True)))
         for rec in list(self._unsettled):
             if rec.plan.slots[-1] <= slot:
                 self.ledger.settle(rec.sid)
@@ -501,6 +642,8 @@ class VdgModel(Model):
 
     def mean_soc_frac(self) -> float:
         """Mean battery state of charge over the households with a battery (NaN: none)."""
-        socs = [s for h in self.households if (s := h.soc_frac) is not None]
-        return float(np.mean(socs)) if socs else float("nan")
+        if self._soc_cache is None or self._soc_cache[0] != self.delivered:  # changes at delivery
+            socs = [s for h in self.households if (s := h.soc_frac) is not None]
+            self._soc_cache = (self.delivered, float(np.mean(socs)) if socs else float("nan"))
+        return self._soc_cache[1]
 

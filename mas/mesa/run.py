@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mas.mesa.model import LedgerKind, VdgModel
+from mas.mesa.outputs import write_agent_csvs
 from mas.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -14,7 +15,8 @@ log = logging.getLogger(__name__)
 
 def run_day_mesa(scenario: Scenario | str | Path | None = None, seed: int | None = None, *,
                  households: int | None = None, ledger: LedgerKind = "memory",
-                 chain_url: str | None = None, **params: Any) -> dict[str, Any]:
+                 chain_url: str | None = None, out: str | Path | None = None,
+                 agent_series: bool = True, **params: Any) -> dict[str, Any]:
     """Run one day in the Mesa model and return its summary.
 
     Args:
@@ -23,6 +25,9 @@ def run_day_mesa(scenario: Scenario | str | Path | None = None, seed: int | None
         households: replaces the number of households (may exceed the feeder's loads).
         ledger: ``"memory"`` or ``"evm"`` (the embedded chain, or ``chain_url``).
         chain_url: a JSON-RPC node for ``ledger="evm"`` (``None``: embedded py-evm).
+        out: where to write the agents' CSV files (``out/agents/``, the files and columns of
+            the SPADE runtime, :mod:`mas.mesa.outputs`); ``None``: none.
+        agent_series: with ``out``, also one file per household.
         **params: further scenario parameters by flat name.
 
     Returns:
@@ -35,4 +40,7 @@ def run_day_mesa(scenario: Scenario | str | Path | None = None, seed: int | None
         params["households"] = households
     model = VdgModel(scenario, ledger=ledger, rng=seed, collect_agents=False,
                      chain_url=chain_url, **params)
-    return model.run_day()
+    summary = model.run_day()
+    if out is not None:
+        write_agent_csvs(model, out, households=agent_series)
+    return summary
