@@ -166,6 +166,11 @@ class AdmmOptions:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
         if self.anderson < 0:
             raise ValueError(f"anderson must be >= 0, got {self.anderson}")
+        if not self.anderson_regularization >= 0:
+            raise ValueError(f"anderson_regularization must be >= 0, got "
+                             f"{self.anderson_regularization!r}")
+        if not self.anderson_safeguard > 0:
+            raise ValueError(f"anderson_safeguard must be > 0, got {self.anderson_safeguard!r}")
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from grid.admm.anderson import Anderson
+from grid.admm.engine import AdmmOptions
 
 
 def _iterations(g: Callable[[np.ndarray], np.ndarray], s0: np.ndarray,
@@ -58,3 +59,10 @@ def test_a_proposal_that_increases_the_residual_is_rejected() -> None:
 def test_memory_must_be_positive() -> None:
     with pytest.raises(ValueError, match="memory"):
         Anderson(memory=0)
+
+
+def test_admm_options_check_the_anderson_settings() -> None:
+    for bad in ({"anderson": -1}, {"anderson_regularization": -1.0},
+                {"anderson_safeguard": 0.0}):
+        with pytest.raises(ValueError, match="anderson"):
+            AdmmOptions(**bad)
