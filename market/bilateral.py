@@ -215,11 +215,12 @@ class BilateralMarket:
         admm: ADMM settings (``cost_scale_eur`` is set from the prices at solve time when 0).
         base_kw: unit of the coupling variables (trades and, in grid modes, the per-unit power
             base of the network), chosen near a household's size so that one ρ suits both.
-        root_quadratic_eur_per_kw2h: grid modes: a cost ``α·p₀²`` per hour on the substation
-            exchange ``p₀`` — Münsing's quadratic cost of the root "generator" (his eq. (6)),
-            which B-DER's grid modes inherit ("the thermal generator [feeder 0] is most active
-            during the peak hours"); it stands for upstream network losses and congestion and is
-            paid by the network, not by the households' accounts. 0 disables it.
+        root_quadratic_eur_per_kw2h: grid modes: a cost ``α_t·p₀²`` per hour on the substation
+            exchange ``p₀`` — Münsing's quadratic, possibly time-varying cost of the root
+            "generator" (his eq. (6)), which B-DER's grid modes inherit (the grid connection at
+            "feeder 0" is its "thermal generator", §4.3.2); it stands for upstream network
+            losses and congestion and is paid by the network, not by the households' accounts.
+            One value for every period, or ``(T,)`` values. 0 disables it.
 
     Raises:
         MarketError: a grid mode without feeder, a household on an unknown bus, duplicate names.
@@ -228,7 +229,8 @@ class BilateralMarket:
     def __init__(self, households: Sequence[Household], periods: int, step_min: int,
                  mode: Mode, feeder: Feeder | None = None, regions: str | int = 2,
                  admm: AdmmOptions | None = None, base_kw: float = 10.0,
-                 root_quadratic_eur_per_kw2h: float = 0.0) -> None:
+                 root_quadratic_eur_per_kw2h: float | Sequence[float] | np.ndarray = 0.0
+                 ) -> None:
         if mode not in MODES:
             raise MarketError(f"mode must be one of {MODES}, got {mode!r}")
         self.households = tuple(households)
@@ -251,7 +253,11 @@ class BilateralMarket:
         self.dt_h = step_min / 60.0
         self.feeder = feeder
         self.base_kw = base_kw
-        self.root_alpha = float(root_quadratic_eur_per_kw2h)
+        alpha = np.broadcast_to(np.asarray(root_quadratic_eur_per_kw2h, dtype=float),
+                                (periods,)).copy()
+        if not np.all(np.isfinite(alpha)) or np.any(alpha < 0):
+            raise MarketError("root_quadratic_eur_per_kw2h must be finite and >= 0")
+        self.root_alpha = alpha
         self.admm_options = admm or AdmmOptions(cost_scale_eur=0.0)
         T, H = periods, len(self.households)
         self.p_imp = cp.Parameter(T, nonneg=True, name="price_import")
@@ -358,9 +364,9 @@ class BilateralMarket:
                 p.objective = p.objective + self.dt_h * self.base_kw * cp.sum(
                     cp.multiply(self.p_imp, r @ ell))
             p0 = parts.variables.get("p0")
-            if p0 is not None and self.root_alpha > 0:
-                p.objective = p.objective + self.root_alpha * self.dt_h * self.base_kw**2 * (
-                    cp.sum_squares(p0))
+            if p0 is not None and np.any(self.root_alpha > 0):
+                p.objective = p.objective + self.dt_h * self.base_kw**2 * cp.sum(
+                    cp.multiply(self.root_alpha, cp.square(p0)))
             for i in members:
                 p.objective = p.objective + self.hh[i]["cost"]
                 p.constraints += self.hh[i]["cons"]
@@ -570,7 +576,7 @@ class BilateralMarket:
             export_kw=exp, trades_kw=trades, trade_price_eur_per_kwh=prices,
             import_cost_eur=import_cost, trade_cost_eur=trade_cost, objective_eur=objective,
             substation_import_kw=sub, losses_kw=losses,
-            network_cost_eur=float(dt * (pi @ losses) + self.root_alpha * dt * np.sum(sub**2))
+            network_cost_eur=float(dt * (pi @ losses) + dt * float(self.root_alpha @ sub**2))
             if self.grid else 0.0, v_pu=v, run=run, solve_time_s=wall_s,
             reciprocity_kw=recip)
 

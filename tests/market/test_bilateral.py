@@ -100,3 +100,16 @@ def test_admm_matches_central_with_reciprocal_trades_and_prices_between_tariffs(
         hi = np.broadcast_to(imp, price.shape)[traded]
         assert np.all(price[traded] >= lo - 2e-3)
         assert np.all(price[traded] <= hi + 2e-3)
+
+
+
+def test_a_time_varying_root_cost_moves_the_substation_exchange_out_of_its_hours() -> None:
+    f, hh, inp = _scenario()
+    flat = BilateralMarket(hh, 4, 60, "GS", f).solve(inp, "central")
+    alpha = np.array([0.0, 0.0, 0.0, 0.5])          # dear in the last period only
+    dear = BilateralMarket(hh, 4, 60, "GS", f, root_quadratic_eur_per_kw2h=alpha
+                           ).solve(inp, "central")
+    assert abs(dear.substation_import_kw[3]) < abs(flat.substation_import_kw[3]) - 0.1
+    assert dear.network_cost_eur >= 0.5 * dear.substation_import_kw[3] ** 2 - 1e-6
+    with pytest.raises(MarketError):
+        BilateralMarket(hh, 4, 60, "GS", f, root_quadratic_eur_per_kw2h=[0.0, 0.0, -1.0, 0.0])
