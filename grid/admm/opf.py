@@ -322,9 +322,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
                  "anderson": 5, "warm_duals": True},
     # fewer, larger nodes: subtrees of the feeder
     "subtree4": {"partition": 4, "rho": 1.0, "alpha": 1.0, "residual_balancing": True,
-                 "anderson": 5, "warm_duals": True},
+                 "anderson": 10, "warm_duals": True},
     "subtree2": {"partition": 2, "rho": 1.0, "alpha": 1.0, "residual_balancing": True,
-                 "anderson": 5, "warm_duals": True},
+                 "anderson": 10, "warm_duals": True},
 }
 """Named algorithm variants (see ``docs/admm.md`` for the measurements behind the default).
 
