@@ -127,6 +127,25 @@ class MarketBatch:
         for first in range(0, len(items), TX_BATCH):
             self.ledger.chain.send_batch(items[first:first + TX_BATCH])
 
+    def _receipt(self, tx_hash: Any) -> Any:
+        """The receipt of a sent transaction; mines a block when automine left it pending."""
+        from web3.exceptions import TransactionNotFound  # noqa: PLC0415 - web3 only on a chain
+        from web3.types import RPCEndpoint  # noqa: PLC0415
+
+        chain = self.ledger.chain
+        deadline = time.monotonic() + chain.config.timeout_s
+        waited = 0
+        while True:
+            try:
+                return chain.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                if time.monotonic() > deadline:
+                    raise
+            waited += 1
+            time.sleep(0.01)
+            if waited % 20 == 0:  # still pending after 0.2 s: anvil's automine skipped it
+                chain.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+
     def reveal(self, calls: Sequence[tuple[str, list[Any]]]) -> None:
         """``market.reveal(*args)`` from each ``(household, args)``, mined in this order.
 
@@ -140,8 +159,7 @@ class MarketBatch:
         signed = chain.sign_batch(self._items("reveal", calls))
         hashes = [chain.w3.eth.send_raw_transaction(s.signed.raw_transaction) for s in signed]
         for s, h in zip(signed, hashes, strict=True):
-            receipt = chain.w3.eth.wait_for_transaction_receipt(
-                h, timeout=chain.config.timeout_s, poll_latency=0.01)
+            receipt = self._receipt(h)
             if receipt["status"] != 1:
                 raise ContractRevert(f"{s.label} {h.hex()} reverted in block "
                                      f"{receipt['blockNumber']}")
@@ -197,10 +215,12 @@ class MarketLedger(Protocol):
         """Pull what the market owes an account."""
 
 
-def make_ledger(kind: LedgerKind, seed: int, chain_url: str | None = None) -> MarketLedger:
+def make_ledger(kind: LedgerKind, seed: int, chain_url: str | None = None,
+                receipt_timeout_s: float = 60.0) -> MarketLedger:
     """A fresh ledger: ``memory`` (:class:`MemoryLedger`) or ``evm``.
 
-    ``evm`` deploys on the embedded py-evm chain, or on the JSON-RPC node at ``chain_url``.
+    ``evm`` deploys on the embedded py-evm chain, or on the JSON-RPC node at ``chain_url``
+    (waiting up to ``receipt_timeout_s`` for a transaction to be mined).
 
     Raises:
         ModelParameterError: an unknown kind.
@@ -211,7 +231,8 @@ def make_ledger(kind: LedgerKind, seed: int, chain_url: str | None = None) -> Ma
         from ledger.chain import ChainConfig  # noqa: PLC0415 - web3 start-up only when asked
         from ledger.client import Web3Ledger  # noqa: PLC0415
 
-        return Web3Ledger.deploy(ChainConfig(url=chain_url, seed=seed))
+        return Web3Ledger.deploy(ChainConfig(url=chain_url, seed=seed,
+                                             timeout_s=receipt_timeout_s))
     raise ModelParameterError(f"ledger must be 'memory' or 'evm', got {kind!r}")
 
 
@@ -327,6 +348,8 @@ class VdgModel(Model):
             passes its seeds here). ``None`` keeps the scenario's seed.
         collect_agents: record household reporters every tick (off for large populations).
         chain_url: with ``ledger="evm"``, a JSON-RPC node instead of the embedded chain.
+        receipt_timeout_s: on a node, how long to wait for a transaction to be mined (a
+            session's settlement over thousands of households takes minutes on anvil).
         world: a prebuilt neighbourhood for ``scenario`` (skips building it).
         **params: scenario parameters by flat name (``households``, ``battery_share``, ...).
 
@@ -337,7 +360,8 @@ class VdgModel(Model):
     def __init__(self, scenario: Scenario | str | Path | None = None, *,
                  ledger: LedgerKind = "memory", rng: int | None = None,
                  collect_agents: bool = True, world: World | None = None,
-                 chain_url: str | None = None, **params: Any) -> None:
+                 chain_url: str | None = None, receipt_timeout_s: float = 60.0,
+                 **params: Any) -> None:
         if rng is not None and not isinstance(rng, int | np.integer):
             raise ModelParameterError(f"rng must be an integer seed, got {rng!r}")
         base = scenario if isinstance(scenario, Scenario) else (
@@ -349,7 +373,7 @@ class VdgModel(Model):
         t0 = time.perf_counter()
         self.world = world if world is not None else population_world(self.vdg)
         self.ledger_kind = ledger
-        self.ledger = make_ledger(ledger, self.vdg.seed, chain_url)
+        self.ledger = make_ledger(ledger, self.vdg.seed, chain_url, receipt_timeout_s)
         self._batch = MarketBatch.of(self.ledger)
         feeder = self.world.feeder
         self.layout = tree_layout(feeder.graph, feeder.root)
