@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ledger.admm import ContractAdmm
 from ledger.chain import ChainConfig
 from ledger.client import Web3Ledger
 from ledger.orders import OrderVector
@@ -60,6 +61,10 @@ class ChainOps:
         addrs = self.ledger.add_households(len(participants), credit_eur=credit_eur)
         self.address = dict(zip(participants, addrs, strict=True))
         self.start_nano = {p: self.ledger.credit_nano(a) for p, a in self.address.items()}
+
+    def admm_aggregator(self) -> ContractAdmm:
+        """The ADMM aggregator step on chain (a coordinator contract per :meth:`setup`)."""
+        return ContractAdmm(self.ledger)
 
     def open_session(self, first_slot: int, n_slots: int, penalty_eur_per_kwh: float) -> int:
         """Open a session on chain; returns its id."""

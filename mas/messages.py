@@ -11,7 +11,8 @@ handling is idempotent on ``(kind, session, round, sender)``):
 =====================  ============  =========================================================
 kind                   performative  fields
 =====================  ============  =========================================================
-``plan.round``         cfp           round, lam_eur_per_kwh[24]
+``plan.round``         cfp           round, lam_eur_per_kwh[24], target_import_kw[24] or null,
+                                     rho_eur_per_kw2 (one consensus-ADMM round)
 ``plan.answer``        propose       round, net_import_kw[24]
 ``plan.final``         accept-prop.  round
 ``flex.call``          cfp           session (call id), slot, direction, p_kw, price_cap
@@ -104,6 +105,12 @@ def _hex(n_bytes: int, nullable: bool = False) -> Check:
     return check
 
 
+def _nullable(check: Check) -> Check:
+    def inner(name: str, v: Any) -> Any:
+        return None if v is None else check(name, v)
+    return inner
+
+
 def _address(name: str, v: Any) -> str:
     if not isinstance(v, str) or len(v) != 42 or not v.startswith("0x"):
         raise MessageError(f"field {name!r} must be a 0x-prefixed 20-byte address, got {v!r:.80}")
@@ -124,7 +131,9 @@ _WH = _int(-(2**31 - 1), 2**31 - 1)
 _UPRICE = _int(0, 2**32 - 1)
 
 SCHEMAS: dict[str, dict[str, Check]] = {
-    "plan.round": {"round": _ROUND, "lam_eur_per_kwh": _list(_PRICE, SLOTS, SLOTS)},
+    "plan.round": {"round": _ROUND, "lam_eur_per_kwh": _list(_PRICE, SLOTS, SLOTS),
+                   "target_import_kw": _nullable(_PROFILE_KW),
+                   "rho_eur_per_kw2": _num(1e-6, 10)},
     "plan.answer": {"round": _ROUND, "net_import_kw": _PROFILE_KW},
     "plan.final": {"round": _ROUND},
     "flex.call": {"session": _SESSION, "slot": _SLOT, "direction": _choice("up", "down"),

@@ -1,10 +1,12 @@
 """The DSO brain: the feeder model, coordination rounds, flexibility calls, proof of flow.
 
-The DSO keeps the feeder in limits in two steps (DESIGN "One simulated day", step 4): rounds of
-the aggregator step (:mod:`mas.brains.coordination`) bring the substation import within its
-limit; then a voltage check on the resulting injections (linearised DistFlow on the radial
-feeder, ``v_i² = v_π(i)² − 2(r·P + x·Q)``) issues flexibility calls where a voltage limit binds,
-cleared with :func:`market.vdg.clear_flexibility_call`. After delivery it attests the metered
+The DSO keeps the feeder in limits in two steps (DESIGN "One simulated day", step 4): consensus
+ADMM rounds with the households (:mod:`mas.brains.coordination`: its DistFlow OPF against their
+HEMS problems, the aggregator step behind ``grid.admm``'s protocol) bring the planned
+injections within the voltage, current and import limits; then a check of the households' final
+plans (linearised DistFlow on the radial feeder, ``v_i² = v_π(i)² − 2(r·P + x·Q)``) issues
+flexibility calls where a limit still binds, cleared with
+:func:`market.vdg.clear_flexibility_call`. After delivery it attests the metered
 flows (VDG paper §5.1.1).
 """
 
@@ -24,7 +26,7 @@ from market.vdg import (
     FlexOffer,
     clear_flexibility_call,
 )
-from mas.brains.coordination import ImportLimitStep
+from mas.brains.coordination import ConsensusAdmm, GridCopy
 from mas.errors import ProtocolStateError
 from mas.scenario import GridSpec
 from mas.world import SLOTS, World
@@ -71,9 +73,7 @@ class DsoBrain:
         self.dso_id = dso_id
         self.feeder: Feeder = world.feeder
         self.bus_of = {h.id: h.bus for h in world.households}
-        self.step = ImportLimitStep(spec.import_limit_kw, spec.rho_eur_per_kwh_per_kw,
-                                    spec.tol_kw)
-        self.step.setup([h.id for h in world.households], SLOTS)
+        self._admm: ConsensusAdmm | None = None
         self._pos = {b: k for k, b in enumerate(self.feeder.buses)}
         self._parent = np.array([self._pos[self.feeder.parent(b)] for b in self.feeder.buses[1:]])
         branches = [self.feeder.branch(b) for b in self.feeder.buses[1:]]
@@ -84,6 +84,20 @@ class DsoBrain:
         self.calls: list[FlexibilityCall] = []
         self.results: list[FlexibilityResult] = []
         self.attested: dict[int, dict[str, float]] = {}
+
+    # ------------------------------------------------------------------------ ADMM
+    @property
+    def admm(self) -> ConsensusAdmm:
+        """The consensus ADMM with the households (its grid copy is built on first use)."""
+        if self._admm is None:
+            hh = self.world.households
+            grid = GridCopy(self.feeder, [h.bus for h in hh],
+                            np.array([h.load_q_kvar for h in hh]).reshape(len(hh), SLOTS),
+                            self.spec, self.spec.rho_eur_per_kw2,
+                            float(np.mean(self.world.import_eur_per_kwh)))
+            self._admm = ConsensusAdmm([h.id for h in hh], grid, self.spec,
+                                       self.spec.rho_eur_per_kw2)
+        return self._admm
 
     # ------------------------------------------------------------------------ grid model
     def grid_state(self, net_export_kw: Mapping[str, Sequence[float]]) -> GridState:

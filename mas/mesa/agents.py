@@ -17,7 +17,7 @@ from mesa.discrete_space import CellAgent
 
 from market.vdg import Direction
 from mas.brains.aggregator import AggregatorBrain
-from mas.brains.coordination import RoundSignal
+from mas.brains.coordination import RoundRequest, answer_round
 from mas.brains.dso import DsoBrain
 from mas.brains.household import Delivery, FlexOfferIntent, HouseholdBrain, OrderIntent
 from mas.world import HouseholdSpec
@@ -50,10 +50,9 @@ class HouseholdAgent(CellAgent):
         self.last: Delivery | None = None
         self.cell = model.space[spec.bus]
 
-    def answer_round(self, signal: RoundSignal, dso: DsoAgent) -> None:
-        """Re-plan against the round's coordination price and answer the DSO."""
-        plan = self.brain.make_plan(signal.lam_eur_per_kwh)
-        dso.brain.step.submit(self.hid, signal.round, [-x for x in plan.net_export_kw])
+    def answer_round(self, request: RoundRequest) -> list[float]:
+        """Its step of an ADMM round with the DSO: the re-planned net import per slot."""
+        return answer_round(self.brain, request)
 
     def flex_offer(self, slot: int, direction: Direction) -> FlexOfferIntent | None:
         """Its offer to a flexibility call (``None``: nothing to offer)."""

@@ -484,15 +484,26 @@ class VdgModel(Model):
 
     # ------------------------------------------------------------------------ phases
     def _plan(self) -> None:
-        """Coordination rounds, the aggregator's plan, the DSO's flexibility calls."""
-        step = self.dso.brain.step
-        for _ in range(self.vdg.grid.max_rounds):
-            signal = step.open_round()
-            for h in self.households:
-                h.answer_round(signal, self.dso)
-            self.rounds += 1
-            if step.close_round().converged:
-                break
+        """ADMM rounds of the DSO with the households, the aggregator's plan, flexibility calls.
+
+        The aggregator step runs on the ledger's ``AdmmCoordinator`` with the ``evm`` ledger and
+        in ``grid``'s reference otherwise; both give the same iterates (the contract's fixed
+        point is applied to every z).
+        """
+        from grid.admm.aggregator import ReferenceAggregator  # noqa: PLC0415
+        from mas.brains.coordination import AggregatorStep, run_rounds  # noqa: PLC0415
+
+        admm = self.dso.brain.admm
+        step: AggregatorStep = ReferenceAggregator()
+        if self.ledger_kind == "evm":
+            from ledger.admm import ContractAdmm  # noqa: PLC0415 - web3 only with the chain
+            from ledger.client import Web3Ledger  # noqa: PLC0415
+
+            assert isinstance(self.ledger, Web3Ledger)
+            step = ContractAdmm(self.ledger)
+        admm.start(step)
+        agents = {h.hid: h for h in self.households}
+        self.rounds = run_rounds(admm, lambda hid, request: agents[hid].answer_round(request))
         planned = {h.hid: h.brain.plan.net_export_kw for h in self.households
                    if h.brain.plan is not None}
         total = np.zeros(SLOTS)

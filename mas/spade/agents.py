@@ -25,6 +25,7 @@ from spade.message import Message
 
 from ledger.orders import commitment
 from mas.brains.auctioneer import vector_from_intent
+from mas.brains.coordination import RoundRequest, answer_round
 from mas.brains.household import HouseholdBrain, OrderIntent
 from mas.errors import MasError, MessageError
 from mas.messages import Body, dump, parse
@@ -229,10 +230,11 @@ class HouseholdAgent(VdgAgent):
         return
 
     async def on_plan_round(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
-        """Re-optimise against the round's price and propose the net import."""
-        plan = self.brain.make_plan(body["lam_eur_per_kwh"])
-        return PROPOSE, "plan.answer", {"round": body["round"],
-                                         "net_import_kw": [-x for x in plan.net_export_kw]}
+        """The household's ADMM step: re-plan against the round's price and target."""
+        x = answer_round(self.brain, RoundRequest(body["round"], body["lam_eur_per_kwh"],
+                                                  body["target_import_kw"],
+                                                  body["rho_eur_per_kw2"]))
+        return PROPOSE, "plan.answer", {"round": body["round"], "net_import_kw": x}
 
     async def on_flex_call(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
         """Offer battery headroom (or nothing: p_kw 0)."""

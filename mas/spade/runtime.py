@@ -4,7 +4,8 @@
 agents over worker processes, runs the DSO, auctioneer and aggregator agents in this process and
 drives the day (DESIGN "One simulated day"):
 
-1. coordination rounds of the DSO with every household (aggregator-step interface);
+1. consensus ADMM rounds of the DSO's grid copy with every household's plan (the aggregator
+   step on the chain's ``AdmmCoordinator``);
 2. grid check and flexibility calls where a voltage or the import limit binds;
 3. the day-ahead session: sealed commitments, reveals, clearing on chain;
 4. per block of slots: a real-time session for the deviations, then delivery and metering, the
@@ -39,6 +40,7 @@ from ledger.orders import OrderVector, SlotOrder
 from market.vdg import FlexibilityCall
 from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionBook, day_sessions
+from mas.brains.coordination import RoundRequest
 from mas.brains.dso import DsoBrain
 from mas.chainops import ChainOps
 from mas.errors import MasError, RuntimeFailureError
@@ -322,33 +324,53 @@ class DayRunner:
         self.finished = True
 
     async def _coordinate(self, dso: VdgAgent, agg: AggregatorAgent) -> None:
-        sc, world, brain = self.scenario, self.world, self.dso_brain
+        """Consensus ADMM rounds of the DSO with every household (aggregator step on chain)."""
+        sc, world, brain, ops = self.scenario, self.world, self.dso_brain, self.ops
         assert world is not None
         assert brain is not None
-        step = brain.step
+        assert ops is not None
+        loop = asyncio.get_running_loop()
+        admm = brain.admm
+        await loop.run_in_executor(None, admm.start, ops.admm_aggregator())
         timeout = sc.runtime.reply_timeout_s
         answers: dict[str, Body] = {}
-        for k in range(sc.grid.max_rounds):
-            sig = step.open_round()
+        while not admm.done:
+            t0 = time.perf_counter()
+            requests = admm.open_round()
+            k = admm.round
             self.progress("coordination", k, sc.grid.max_rounds)
-            lam = list(sig.lam_eur_per_kwh)
 
-            def ask(n: str, r: int = sig.round, lam: list[float] = lam) -> None:
-                dso.send_body(n, CFP, "plan.round", round=r, lam_eur_per_kwh=lam)
+            def ask(n: str, asked: dict[str, RoundRequest] = requests) -> None:
+                r = asked[n]
+                dso.send_body(n, CFP, "plan.round", round=r.round,
+                              lam_eur_per_kwh=list(r.lam_eur_per_kwh),
+                              target_import_kw=(None if r.target_import_kw is None
+                                                else list(r.target_import_kw)),
+                              rho_eur_per_kw2=r.rho_eur_per_kw2)
 
-            answers = await dso.gather("plan.answer", "", sig.round, world.ids, ask, timeout)
-            for name, body in sorted(answers.items()):
-                step.submit(name, sig.round, body["net_import_kw"])
-            res = step.close_round()
-            self.record.rounds.append({"round": res.round, "residual_kw": res.residual_kw,
-                                       "peak_kw": max(res.total_import_kw),
-                                       "answers": res.n_submitted})
-            if res.converged:
-                break
+            # from round 1 on the DSO's own step needs only z: it runs while households work
+            grid = loop.run_in_executor(None, admm.grid_step) if k > 0 else None
+            answers = await dso.gather("plan.answer", "", k, world.ids, ask, timeout)
+            if grid is not None:
+                await grid
+            for name in world.ids:  # canonical order, whatever the arrival order
+                if name in answers:
+                    admm.submit(name, k, answers[name]["net_import_kw"])
+            res = await loop.run_in_executor(None, admm.close_round)
+            self.record.rounds.append({
+                "round": res.round, "primal_residual_kw": res.primal_residual_kw,
+                "dual_residual_kw": res.dual_residual_kw, "eps_primal_kw": res.eps_primal_kw,
+                "eps_dual_kw": res.eps_dual_kw, "consensus_kw": res.consensus_kw,
+                "peak_kw": res.peak_import_kw, "answers": res.answers,
+                "stale": len(res.stale), "converged": res.converged, "gas_used": res.gas_used,
+                "wall_s": round(time.perf_counter() - t0, 3)})
         self.progress("coordination", sc.grid.max_rounds, sc.grid.max_rounds)
-        for name, body in answers.items():
-            self.record.plans_import_kw[name] = list(body["net_import_kw"])
-            dso.send_body(name, ACCEPT, "plan.final", round=step.round)
+        for name, x in admm.plans_import_kw().items():  # the last answer of each household
+            body = answers.get(name)
+            self.record.plans_import_kw[name] = list(body["net_import_kw"]) if body else \
+                [float(v) for v in x]
+        for name in answers:
+            dso.send_body(name, ACCEPT, "plan.final", round=admm.round)
         total = np.zeros(SLOTS)
         for v in self.record.plans_import_kw.values():
             total += np.asarray(v)

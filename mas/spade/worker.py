@@ -73,7 +73,8 @@ async def run_households(scenario: Scenario, ids: list[int], domain: str, port: 
         spec = world.households[i]
         brain = HouseholdBrain(spec, world.import_eur_per_kwh, world.export_eur_per_kwh,
                                scenario.forecast, household_rng(scenario.seed, i),
-                               salt_seed=scenario.seed)
+                               salt_seed=scenario.seed,
+                               prox_eur_per_kw2=scenario.grid.rho_eur_per_kw2)
         agents.append(HouseholdAgent(brain, domain, port, password))
     for a in agents:
         await a.start(auto_register=True)

@@ -34,7 +34,8 @@ def _spec() -> HouseholdSpec:
 
 def _malformed(rng: np.random.Generator) -> list[str]:
     """Deterministic malformed bodies: broken JSON, wrong versions, kinds, fields, types."""
-    valid = json.loads(dump("plan.round", round=0, lam_eur_per_kwh=[0.0] * 24))
+    valid = json.loads(dump("plan.round", round=1, lam_eur_per_kwh=[0.0] * 24,
+                            target_import_kw=[0.5] * 24, rho_eur_per_kw2=0.02))
     deliver = json.loads(dump("deliver", slot=3))
     out: list[str] = []
     makers = [
@@ -46,6 +47,9 @@ def _malformed(rng: np.random.Generator) -> list[str]:
         lambda: json.dumps({**valid, "lam_eur_per_kwh": [0.0] * int(rng.integers(0, 23))}),
         lambda: json.dumps({**valid, "lam_eur_per_kwh": ["x"] * 24}),
         lambda: json.dumps({**valid, "lam_eur_per_kwh": [1e300 * 10] * 24}),
+        lambda: json.dumps({**valid, "target_import_kw": [0.5] * int(rng.integers(0, 23))}),
+        lambda: json.dumps({**valid, "rho_eur_per_kw2": -float(rng.uniform(0, 1))}),
+        lambda: json.dumps({k: v for k, v in valid.items() if k != "target_import_kw"}),
         lambda: json.dumps({**valid, f"extra{int(rng.integers(99))}": 1}),
         lambda: json.dumps({k: v for k, v in valid.items() if k != "round"}),
         lambda: json.dumps({**deliver, "slot": int(rng.integers(24, 10**6))}),
@@ -88,7 +92,8 @@ def test_a_thousand_malformed_bodies_are_rejected_and_change_nothing():
                 first = await fuzz.gather(
                     "plan.answer", "", 0, ["h000"],
                     lambda n: fuzz.send_body(n, CFP, "plan.round", round=0,
-                                             lam_eur_per_kwh=[0.0] * 24), 30)
+                                             lam_eur_per_kwh=[0.0] * 24, target_import_kw=None,
+                                             rho_eur_per_kw2=brain.prox), 30)
                 assert "h000" in first
                 before = _state(home)
                 for body in bodies:
@@ -103,7 +108,9 @@ def test_a_thousand_malformed_bodies_are_rejected_and_change_nothing():
                 again = await fuzz.gather(
                     "plan.answer", "", 1, ["h000"],
                     lambda n: fuzz.send_body(n, CFP, "plan.round", round=1,
-                                             lam_eur_per_kwh=[0.0] * 24), 30)
+                                             lam_eur_per_kwh=[0.0] * 24,
+                                             target_import_kw=[0.5] * 24,
+                                             rho_eur_per_kw2=brain.prox), 30)
                 assert "h000" in again  # still alive and answering
                 # the server publishes its count from its own process: let it catch up
                 end = loop.time() + 30

@@ -8,7 +8,6 @@ from ledger.orders import commitment
 from market.vdg import Direction
 from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionBook, SessionPlan, day_sessions, vector_from_intent
-from mas.brains.coordination import ImportLimitStep
 from mas.brains.dso import DsoBrain
 from mas.brains.hems import battery_key, ev_key, reference_problem, solve_plan, structure
 from mas.brains.household import HouseholdBrain
@@ -205,45 +204,6 @@ def test_salt_is_deterministic_per_session():
     assert b.salt(1) == _brain(seed=2).salt(1)
     assert b.salt(1) != b.salt(2)
     assert len(b.salt(1)) == 32
-
-
-def test_import_limit_step_converges_and_ignores_duplicates():
-    step = ImportLimitStep(limit_kw=10.0, rho_eur_per_kwh_per_kw=0.01, tol_kw=0.1)
-    step.setup(["a", "b"], 2)
-    sig = step.open_round()
-    assert sig.lam_eur_per_kwh == (0.0, 0.0)
-    assert step.submit("a", 0, [8.0, 1.0])
-    assert not step.submit("a", 0, [99.0, 99.0])  # duplicate: ignored
-    step.submit("b", 0, [6.0, 1.0])
-    res = step.close_round()
-    assert res.residual_kw == pytest.approx(4.0)
-    assert not res.converged
-    assert step.open_round().lam_eur_per_kwh[0] == pytest.approx(0.04)
-    with pytest.raises(ProtocolStateError, match="round 0 is not open"):
-        step.submit("a", 0, [1.0, 1.0])
-    with pytest.raises(ProtocolStateError, match="not in the coordination"):
-        step.submit("zz", 1, [1.0, 1.0])
-    step.submit("a", 1, [5.0, 1.0])
-    step.submit("b", 1, [5.0, 1.0])
-    assert step.close_round().converged
-
-
-def test_import_limit_step_with_households_lowers_the_peak():
-    brains = [_brain(_spec(i, ev=True), seed=1, sigma=0.0) for i in range(3)]
-    step = ImportLimitStep(limit_kw=3.0, rho_eur_per_kwh_per_kw=0.02, tol_kw=0.2)
-    step.setup([b.spec.id for b in brains], 24)
-    peaks = []
-    for _ in range(15):
-        sig = step.open_round()
-        for b in brains:
-            step.submit(b.spec.id, sig.round, [-x for x in b.make_plan(sig.lam_eur_per_kwh)
-                                               .net_export_kw])
-        res = step.close_round()
-        peaks.append(max(res.total_import_kw))
-        if res.converged:
-            break
-    assert len(peaks) > 1
-    assert peaks[-1] < peaks[0] - 0.5
 
 
 def test_session_book_checks_commitments_and_is_canonical():

@@ -10,7 +10,8 @@ from mas.errors import MessageError
 from mas.messages import SCHEMAS, dump, parse
 
 VALID = {
-    "plan.round": {"round": 0, "lam_eur_per_kwh": [0.0] * 24},
+    "plan.round": {"round": 1, "lam_eur_per_kwh": [0.01] * 24, "target_import_kw": [1.0] * 24,
+                   "rho_eur_per_kw2": 0.02},
     "plan.answer": {"round": 2, "net_import_kw": [1.5] * 24},
     "plan.final": {"round": 3},
     "flex.call": {"session": "flex-18-up", "slot": 18, "direction": "up", "p_kw": 3.0,
@@ -31,6 +32,12 @@ VALID = {
     "day.end": {},
     "error": {"error": "boom"},
 }
+
+
+def test_the_first_admm_round_has_no_target():
+    body = parse(dump("plan.round", round=0, lam_eur_per_kwh=[0.0] * 24, target_import_kw=None,
+                      rho_eur_per_kw2=0.02))
+    assert body["target_import_kw"] is None
 
 
 def test_every_kind_has_a_valid_example():
@@ -69,6 +76,10 @@ def _back(v):
     ('{"v": 1, "kind": "market.commit", "session": "da", "chain_session": 1, "slots": [1],'
      ' "address": "0x12"}', "address"),
     ('{"v": 1, "kind": "plan.answer", "round": 1, "net_import_kw": [1]}', "net_import_kw"),
+    ('{"v": 1, "kind": "plan.round", "round": 1, "lam_eur_per_kwh": ' + json.dumps([0] * 24)
+     + ', "target_import_kw": [1], "rho_eur_per_kw2": 0.02}', "target_import_kw"),
+    ('{"v": 1, "kind": "plan.round", "round": 1, "lam_eur_per_kwh": ' + json.dumps([0] * 24)
+     + ', "target_import_kw": null, "rho_eur_per_kw2": 0}', "rho_eur_per_kw2"),
     ('{"v": 1, "kind": "plan.answer", "round": 1, "net_import_kw": ' + json.dumps(["a"] * 24)
      + "}", "net_import_kw[0]"),
     ("[" * 100_000, "characters"),

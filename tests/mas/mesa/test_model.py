@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 from mesa.experimental.scenarios import Scenario as MesaScenario
 
+from grid.admm.aggregator import ReferenceAggregator
 from ledger.client import Web3Ledger
 from ledger.orders import commitment
 from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionBook, day_sessions, vector_from_intent
+from mas.brains.coordination import answer_round
 from mas.brains.dso import DsoBrain
 from mas.brains.household import HouseholdBrain
 from mas.errors import ScenarioError
@@ -136,13 +138,13 @@ def _direct_day(scenario: Scenario, led: Any, order_seed: int) -> DaySettlement:
                                                       credit_eur=sc.market.credit_eur),
                     strict=True))
     start = {k: led.credit_nano(a) for k, a in addr.items()}
-    for _ in range(sc.grid.max_rounds):
-        sig = dso.step.open_round()
+    admm = dso.admm
+    admm.start(ReferenceAggregator())
+    while not admm.done:
+        requests = admm.open_round()
         for i in shuffle(len(ids)):
-            plan = brains[ids[i]].make_plan(sig.lam_eur_per_kwh)
-            dso.step.submit(ids[i], sig.round, [-x for x in plan.net_export_kw])
-        if dso.step.close_round().converged:
-            break
+            admm.submit(ids[i], admm.round, answer_round(brains[ids[i]], requests[ids[i]]))
+        admm.close_round()
     planned = {k: b.plan.net_export_kw for k, b in brains.items()}
     agg.make_plan(np.sum([planned[k] for k in ids], axis=0))
     for call in dso.flexibility_calls(dso.grid_state(planned)):
