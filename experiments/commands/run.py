@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import sys
@@ -253,8 +254,9 @@ def _run_mesa(sc: Scenario, out: Path, ledger: str, chain: str | None, xmpp: str
 
 @click.command()
 @click.option("--roles", default="household", show_default=True,
-              help="household (agents of --ids), or operator (DSO, auctioneer, aggregator and "
-                   "the day's driver; the households run elsewhere).")
+              help="Comma-separated: household (agents of --ids), aggregator, dso and auctioneer "
+                   "(together: the day's driver and chain client), or operator (= dso, "
+                   "auctioneer, aggregator).")
 @click.option("--ids", default="all", show_default=True, help="Household indices, e.g. 0-19,25.")
 @click.option("--xmpp", required=True, metavar="HOST[:PORT]", help="The XMPP server to join.")
 @click.option("--chain", default=None, metavar="URL", help="Chain node (operator role).")
@@ -274,19 +276,44 @@ def agents(ctx: click.Context, roles: str, ids: str, xmpp: str, chain: str | Non
     """
     from mas.errors import ScenarioError  # noqa: PLC0415
     from mas.spade.loop import run_agents  # noqa: PLC0415
-    from mas.spade.worker import parse_ids, parse_xmpp, run_households  # noqa: PLC0415
+    from mas.spade.worker import (  # noqa: PLC0415
+        parse_ids,
+        parse_xmpp,
+        run_aggregator,
+        run_households,
+    )
     from mas.world import build_world  # noqa: PLC0415
 
     sc = _scenario(scenario_name, households, seed)
     wanted = {r.strip() for r in roles.split(",") if r.strip()}
     unknown = wanted - {"household", "operator", "dso", "auctioneer", "aggregator"}
-    if unknown:
-        raise ScenarioError(f"roles: unknown role(s) {sorted(unknown)}")
-    if "household" in wanted:
-        domain, port = parse_xmpp(xmpp)
+    if unknown or not wanted:
+        raise ScenarioError(f"roles: unknown role(s) {sorted(unknown)}" if unknown
+                            else "roles: name at least one role")
+    if "operator" in wanted:
+        wanted = (wanted - {"operator"}) | {"dso", "auctioneer", "aggregator"}
+    driver = wanted & {"dso", "auctioneer"}
+    if driver and driver != {"dso", "auctioneer"}:
+        raise ScenarioError("roles: dso and auctioneer run in one process (they share the "
+                            "day's driver and the chain client); give both")
+    if driver and "household" in wanted:
+        raise ScenarioError("roles: household runs in its own process, not with dso and "
+                            "auctioneer")
+    domain, port = parse_xmpp(xmpp)
+    deadline = sc.runtime.day_deadline_s
+    if not driver:
         n = len(build_world(sc).households)
-        run_agents(lambda: run_households(sc, parse_ids(ids, n), domain, port, password,
-                                          sc.runtime.day_deadline_s))
+
+        async def serve() -> None:
+            jobs = []
+            if "household" in wanted:
+                jobs.append(run_households(sc, parse_ids(ids, n), domain, port, password,
+                                           deadline))
+            if "aggregator" in wanted:
+                jobs.append(run_aggregator(sc, domain, port, password, deadline))
+            await asyncio.gather(*jobs)
+
+        run_agents(serve)
         return
     from mas.spade.runtime import DayRunner  # noqa: PLC0415
     from mas.summary import summary  # noqa: PLC0415
@@ -294,7 +321,8 @@ def agents(ctx: click.Context, roles: str, ids: str, xmpp: str, chain: str | Non
     bars = PhaseBars(not ctx.obj.get("quiet", False))
     t0 = time.perf_counter()
     runner = DayRunner(sc, xmpp=xmpp, chain_url=chain, progress=bars, start_households=False,
-                       password=password)
+                       password=password,
+                       aggregator="here" if "aggregator" in wanted else "elsewhere")
     try:
         runner.run()
     finally:

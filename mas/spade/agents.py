@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -23,7 +24,8 @@ from spade.agent import Agent
 from spade.behaviour import CyclicBehaviour
 from spade.message import Message
 
-from ledger.orders import commitment
+from ledger.orders import OrderVector, commitment
+from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import vector_from_intent
 from mas.brains.coordination import RoundRequest, answer_round
 from mas.brains.household import HouseholdBrain, OrderIntent
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 CFP, PROPOSE, ACCEPT, INFORM = "cfp", "propose", "accept-proposal", "inform"
 FAILURE, NOT_UNDERSTOOD = "failure", "not-understood"
+AGGREGATOR = "agg"
+"""The aggregator agent's name."""
 REPLY_KINDS = {"plan.answer", "flex.offer", "market.sealed", "market.orders", "meter.reading"}
 
 Handler = Callable[[str, Body], Awaitable[tuple[str, str, dict[str, Any]] | None]]
@@ -283,3 +287,50 @@ class HouseholdAgent(VdgAgent):
     async def on_day_end(self, _sender: str, _body: Body) -> None:
         """The day is over."""
         self.done.set()
+
+
+class AggregatorAgent(VdgAgent):
+    """The aggregator's agent: bids its fleet plan into the day-ahead session."""
+
+    def __init__(self, brain: AggregatorBrain, salt_seed: int, domain: str, port: int,
+                 password: str) -> None:
+        super().__init__(AGGREGATOR, domain, port, password)
+        self.brain = brain
+        self.salt_seed = salt_seed
+        self.sealed: dict[str, tuple[OrderVector, bytes]] = {}
+        self.done = asyncio.Event()
+        self.handlers = {"fleet.forecast": self.on_forecast, "market.commit": self.on_commit,
+                         "market.reveal": self.on_reveal, "market.result": self.on_result,
+                         "day.end": self.on_day_end}
+
+    async def on_forecast(self, _s: str, body: Body) -> None:
+        """Plan the fleet from the neighbourhood's expected position."""
+        self.brain.make_plan(body["net_export_kw"])
+
+    async def on_result(self, _s: str, _b: Body) -> None:
+        """Nothing to answer."""
+        return
+
+    async def on_day_end(self, _s: str, _b: Body) -> None:
+        """The day is over."""
+        self.done.set()
+
+    async def on_commit(self, _s: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Seal the day-ahead bids (abstain from real-time sessions)."""
+        name = body["session"]
+        intent = self.brain.day_ahead_orders(list(body["slots"]))
+        if name != "da" or intent.empty:
+            return PROPOSE, "market.sealed", {"session": name, "commitment": None}
+        vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
+        salt = hashlib.sha256(f"vdg-salt:{self.salt_seed}:agg:{body['chain_session']}"
+                              .encode()).digest()
+        self.sealed[name] = (vec, salt)
+        digest = commitment(body["chain_session"], body["address"], vec.encode(), salt)
+        return PROPOSE, "market.sealed", {"session": name, "commitment": digest}
+
+    async def on_reveal(self, _s: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Open the sealed bids."""
+        vec, salt = self.sealed[body["session"]]
+        return PROPOSE, "market.orders", {
+            "session": body["session"], "qty_wh": [s.qty_wh for s in vec.slots],
+            "price_ueur_per_kwh": [s.price_ueur_per_kwh for s in vec.slots], "salt": salt}

@@ -46,14 +46,13 @@ from mas.chainops import ChainOps
 from mas.errors import MasError, RuntimeFailureError
 from mas.messages import Body
 from mas.scenario import Scenario
-from mas.spade.agents import ACCEPT, CFP, INFORM, PROPOSE, VdgAgent
+from mas.spade.agents import ACCEPT, AGGREGATOR, CFP, INFORM, AggregatorAgent, VdgAgent
 from mas.spade.loop import run_agents
 from mas.spade.server import EmbeddedXmppServer
 from mas.world import SLOTS, World, build_world
 
 log = logging.getLogger(__name__)
 
-AGGREGATOR = "agg"
 Progress = Callable[[str, int, int], None]
 
 
@@ -72,53 +71,6 @@ class DayRecord:
     clearing_matches: bool = True
 
 
-class AggregatorAgent(VdgAgent):
-    """The aggregator's agent: bids its fleet plan into the day-ahead session."""
-
-    def __init__(self, brain: AggregatorBrain, salt_seed: int, domain: str, port: int,
-                 password: str) -> None:
-        super().__init__(AGGREGATOR, domain, port, password)
-        self.brain = brain
-        self.salt_seed = salt_seed
-        self.sealed: dict[str, tuple[OrderVector, bytes]] = {}
-        self.handlers = {"fleet.forecast": self.on_forecast, "market.commit": self.on_commit,
-                         "market.reveal": self.on_reveal, "market.result": self.on_result,
-                         "day.end": self.on_result}
-
-    async def on_forecast(self, _s: str, body: Body) -> None:
-        """Plan the fleet from the neighbourhood's expected position."""
-        self.brain.make_plan(body["net_export_kw"])
-
-    async def on_result(self, _s: str, _b: Body) -> None:
-        """Nothing to answer."""
-        return
-
-    async def on_commit(self, _s: str, body: Body) -> tuple[str, str, dict[str, Any]]:
-        """Seal the day-ahead bids (abstain from real-time sessions)."""
-        from ledger.orders import commitment  # noqa: PLC0415
-        from mas.brains.auctioneer import vector_from_intent  # noqa: PLC0415
-
-        name = body["session"]
-        intent = self.brain.day_ahead_orders(list(body["slots"]))
-        if name != "da" or intent.empty:
-            return PROPOSE, "market.sealed", {"session": name, "commitment": None}
-        vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
-        import hashlib  # noqa: PLC0415
-
-        salt = hashlib.sha256(f"vdg-salt:{self.salt_seed}:agg:{body['chain_session']}"
-                              .encode()).digest()
-        self.sealed[name] = (vec, salt)
-        digest = commitment(body["chain_session"], body["address"], vec.encode(), salt)
-        return PROPOSE, "market.sealed", {"session": name, "commitment": digest}
-
-    async def on_reveal(self, _s: str, body: Body) -> tuple[str, str, dict[str, Any]]:
-        """Open the sealed bids."""
-        vec, salt = self.sealed[body["session"]]
-        return PROPOSE, "market.orders", {
-            "session": body["session"], "qty_wh": [s.qty_wh for s in vec.slots],
-            "price_ueur_per_kwh": [s.price_ueur_per_kwh for s in vec.slots], "salt": salt}
-
-
 class DayRunner:
     """Runs one day of a scenario through XMPP and the chain.
 
@@ -131,12 +83,20 @@ class DayRunner:
             elsewhere, e.g. ``vdg agents`` on other machines).
         password: password of the agents' XMPP accounts.
         hooks: test hooks called with the runner at phase boundaries (by phase name).
+        aggregator: where the aggregator agent runs: ``"here"`` (this process), ``"process"``
+            (a worker process started here) or ``"elsewhere"`` (``vdg agents --roles
+            aggregator`` on another machine).
     """
 
     def __init__(self, scenario: Scenario, *, xmpp: str | None = None,
                  chain_url: str | None = None, progress: Progress | None = None,
                  start_households: bool = True, password: str = "vdg",
-                 hooks: dict[str, Callable[[DayRunner], None]] | None = None) -> None:
+                 hooks: dict[str, Callable[[DayRunner], None]] | None = None,
+                 aggregator: str = "here") -> None:
+        if aggregator not in ("here", "process", "elsewhere"):
+            raise MasError(f"aggregator must be 'here', 'process' or 'elsewhere', got "
+                           f"{aggregator!r}")
+        self.aggregator = aggregator
         self.scenario = scenario
         self.xmpp = xmpp
         self.chain_url = chain_url
@@ -221,7 +181,7 @@ class DayRunner:
             self.server = EmbeddedXmppServer().start()
         domain, port = self.domain_port
         self.progress("start", 1, 4)
-        if self.start_households:
+        if self.start_households or self.aggregator == "process":
             self._spawn_workers(domain, port)
         self.world = build_world(sc)
         self.progress("start", 2, 4)
@@ -238,10 +198,13 @@ class DayRunner:
         path.write_text(json.dumps(sc.to_dict()))
         groups = np.array_split(np.arange(n), k)
         env = dict(os.environ)
-        for g in groups:
-            ids = f"{int(g[0])}-{int(g[-1])}"
-            cmd = [sys.executable, "-m", "mas.spade.worker", "--scenario", str(path), "--ids",
-                   ids, "--xmpp", f"{domain}:{port}", "--password", self.password,
+        jobs = [f"{int(g[0])}-{int(g[-1])}" for g in groups]
+        if self.aggregator == "process":
+            jobs.append("aggregator")
+        for ids in jobs:
+            role = ["--aggregator"] if ids == "aggregator" else ["--ids", ids]
+            cmd = [sys.executable, "-m", "mas.spade.worker", "--scenario", str(path), *role,
+                   "--xmpp", f"{domain}:{port}", "--password", self.password,
                    "--deadline-s", str(sc.runtime.day_deadline_s)]
             self.workers.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
                                                  env=env, start_new_session=True))
@@ -287,9 +250,10 @@ class DayRunner:
         domain, port = self.domain_port
         dso = VdgAgent("dso", domain, port, self.password)
         auct = VdgAgent("auctioneer", domain, port, self.password)
-        agg = AggregatorAgent(AggregatorBrain(world.wholesale_eur_per_kwh), sc.seed, domain,
-                              port, self.password)
-        self.agents = [dso, auct, agg]
+        self.agents = [dso, auct]
+        if self.aggregator == "here":
+            self.agents.append(AggregatorAgent(AggregatorBrain(world.wholesale_eur_per_kwh),
+                                               sc.seed, domain, port, self.password))
         for a in self.agents:
             await a.start(auto_register=True)
         if self.workers:
@@ -297,7 +261,7 @@ class DayRunner:
                 None, self._wait_workers_ready, sc.runtime.day_deadline_s / 2)
         self.progress("start", 4, 4)
         self._hook("ready")
-        await self._coordinate(dso, agg)
+        await self._coordinate(dso)
         self._hook("coordinated")
         await self._flexibility(dso)
         sessions = day_sessions(sc.market.real_time_block_h)
@@ -323,7 +287,7 @@ class DayRunner:
         await asyncio.sleep(0.5)  # let the last informs leave before the streams close
         self.finished = True
 
-    async def _coordinate(self, dso: VdgAgent, agg: AggregatorAgent) -> None:
+    async def _coordinate(self, dso: VdgAgent) -> None:
         """Consensus ADMM rounds of the DSO with every household (aggregator step on chain)."""
         sc, world, brain, ops = self.scenario, self.world, self.dso_brain, self.ops
         assert world is not None

@@ -1,8 +1,9 @@
-"""A process of household agents: ``python -m mas.spade.worker --scenario F --ids 0-9 ...``.
+"""A process of agents: ``python -m mas.spade.worker --scenario F (--ids 0-9 | --aggregator)``.
 
-Builds the scenario's world, starts one :class:`HouseholdAgent` per id on the given XMPP server,
-prints ``READY n`` on stdout when all are connected, and runs until every agent got ``day.end``
-or the deadline passes. ``vdg agents --roles household`` runs the same code on another machine.
+Builds the scenario's world, starts one :class:`HouseholdAgent` per id (or the aggregator's
+agent) on the given XMPP server, prints ``READY n`` on stdout when all are connected, and runs
+until every agent got ``day.end`` or the deadline passes. ``vdg agents --roles household`` and
+``--roles aggregator`` run the same code on another machine.
 """
 
 from __future__ import annotations
@@ -93,11 +94,35 @@ async def run_households(scenario: Scenario, ids: list[int], domain: str, port: 
     return rejected
 
 
+async def run_aggregator(scenario: Scenario, domain: str, port: int, password: str,
+                         deadline_s: float) -> int:
+    """Start the aggregator's agent and serve until ``day.end`` or the deadline."""
+    from mas.brains.aggregator import AggregatorBrain  # noqa: PLC0415
+    from mas.spade.agents import AggregatorAgent  # noqa: PLC0415
+    from mas.world import build_world  # noqa: PLC0415
+
+    world = build_world(scenario)
+    agent = AggregatorAgent(AggregatorBrain(world.wholesale_eur_per_kwh), scenario.seed, domain,
+                            port, password)
+    await agent.start(auto_register=True)
+    print("READY 1", flush=True)
+    try:
+        await asyncio.wait_for(agent.done.wait(), timeout=deadline_s)
+    except TimeoutError:
+        log.warning("aggregator: day deadline passed")
+    finally:
+        await agent.stop()
+    print(f"DONE sent={agent.sent} rejected={agent.rejected}", flush=True)
+    return agent.rejected
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the worker process."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", type=Path, required=True, help="scenario as JSON")
-    parser.add_argument("--ids", required=True)
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--ids", help="household indices, e.g. 0-9,12")
+    who.add_argument("--aggregator", action="store_true", help="the aggregator's agent")
     parser.add_argument("--xmpp", required=True, help="HOST[:PORT] of the XMPP server")
     parser.add_argument("--password", default="vdg")
     parser.add_argument("--deadline-s", type=float, default=None)
@@ -109,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
 
     scenario = Scenario.from_dict(json.loads(args.scenario.read_text()))
     domain, port = parse_xmpp(args.xmpp)
-    n = scenario.households or 10**6
-    ids = parse_ids(args.ids, n)
     deadline = args.deadline_s or scenario.runtime.day_deadline_s
+    if args.aggregator:
+        run_agents(lambda: run_aggregator(scenario, domain, port, args.password, deadline))
+        return 0
+    ids = parse_ids(args.ids, scenario.households or 10**6)
     run_agents(lambda: run_households(scenario, ids, domain, port, args.password, deadline))
     return 0
 

@@ -69,3 +69,15 @@ def test_vdg_run_writes_the_summary_csvs_and_report(tmp_path):
     assert (out / "agents" / "h000.csv").exists()
     assert (out / "agents" / "auctioneer.csv").exists()
     assert "traded_kwh" in result.output
+
+
+@pytest.mark.parametrize(("roles", "needle"), [
+    ("dso", "dso and auctioneer run in one process"),
+    ("auctioneer,aggregator", "dso and auctioneer run in one process"),
+    ("household,operator", "household runs in its own process"),
+    ("mayor", "mayor"),
+])
+def test_vdg_agents_refuses_roles_that_do_not_fit(roles, needle):
+    result = CliRunner().invoke(cli, ["-q", "agents", "--roles", roles, "--xmpp", "localhost"])
+    assert result.exit_code != 0
+    assert needle in result.output + str(result.exception)

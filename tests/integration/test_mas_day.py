@@ -58,3 +58,16 @@ def test_the_same_seed_gives_the_same_settlement(day):
     assert again.ops.credit_delta_nano() == runner.ops.credit_delta_nano()
     assert again.record.cleared == runner.record.cleared
     assert again.record.metered_kwh == runner.record.metered_kwh
+
+
+@pytest.mark.slow  # a second full day
+def test_the_aggregator_in_its_own_process_bids_over_xmpp():
+    runner = DayRunner(Scenario(households=10, seed=3,
+                                runtime=RuntimeSpec(household_processes=1)),
+                       aggregator="process")
+    runner.run()
+    assert not any(a.name_ == "agg" for a in runner.agents)  # not in the operator's process
+    assert len(runner.workers) == 2
+    assert "agg" in runner.record.limits["da"]  # its sealed bid was revealed and cleared
+    assert runner.record.clearing_matches
+    assert not any(p.poll() is None for p in runner.workers)
