@@ -38,8 +38,9 @@ from typing import Any
 GOAL_S = 60.0
 PHASES = ("setup_s", "plan_s", "day-ahead_s", "real-time_s", "delivery_s", "collect_s")
 LEDGERS = ("memory", "anvil", "evm")
-BLOCK_GAS = 2_000_000_000
-"""anvil's block gas limit in the bench, and the gas of its clear and settle transactions."""
+BLOCK_GAS = 300_000_000
+"""anvil's block gas limit in the bench, and the gas of its clear and settle transactions (a
+transaction's gas limit times its fee cap must stay below the sender's 10 ETH of gas money)."""
 
 
 def _scenario(n: int) -> Any:
