@@ -16,6 +16,7 @@ and for the element tables that profiles refer to.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import math
@@ -156,6 +157,39 @@ class Feeder:
         """(min, max) voltage magnitude of ``bus`` in p.u."""
         node = self.graph.nodes[bus]
         return node["v_min_pu"], node["v_max_pu"]
+
+    def in_parallel(self, copies: int) -> Feeder:
+        """``copies`` identical feeders behind one substation, merged bus by bus.
+
+        Every branch becomes ``copies`` identical branches in parallel (impedance divided by
+        ``copies``, current limit multiplied), and every load, generator and storage unit is
+        ``copies`` times as large. When all copies carry the same injections this carries exactly
+        the sum of their flows at the same voltages; copies that differ are represented by their
+        sum. Used for populations larger than a feeder's loads. The result has no pandapower
+        network (``net`` is ``None``): a power-flow check needs the single feeder.
+
+        Raises:
+            FeederError: ``copies`` is not a positive integer.
+        """
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise FeederError(f"feeder {self.name!r}: copies must be a positive integer, "
+                              f"got {copies!r}")
+        if copies == 1:
+            return self
+        g = self.graph.copy()
+        for parent, child, data in g.edges(data=True):
+            b: Branch = data["branch"]
+            g.edges[parent, child]["branch"] = dataclasses.replace(
+                b, r_ohm=b.r_ohm / copies, x_ohm=b.x_ohm / copies, r_pu=b.r_pu / copies,
+                x_pu=b.x_pu / copies, i_max_pu=b.i_max_pu * copies)
+
+        def scaled(items: tuple[Attachment, ...]) -> tuple[Attachment, ...]:
+            return tuple(dataclasses.replace(a, p_kw=a.p_kw * copies, q_kvar=a.q_kvar * copies,
+                                             e_max_kwh=a.e_max_kwh * copies) for a in items)
+
+        return dataclasses.replace(self, name=f"{self.name} x{copies}", graph=g,
+                                   loads=scaled(self.loads), sgens=scaled(self.sgens),
+                                   storages=scaled(self.storages), net=None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -388,7 +388,8 @@ class VdgModel(Model):
         self.households: list[HouseholdAgent] = []
         for h, addr in zip(self.world.households, addresses, strict=False):
             brain = HouseholdBrain(h, self.world.import_eur_per_kwh, self.world.export_eur_per_kwh,
-                                   sc.forecast, household_rng(sc.seed, h.index), salt_seed=sc.seed)
+                                   sc.forecast, household_rng(sc.seed, h.index), salt_seed=sc.seed,
+                                   prox_eur_per_kw2=sc.grid.rho_eur_per_kw2)
             self.households.append(HouseholdAgent(self, h, brain, addr))
         self.dso = DsoAgent(self, DsoBrain(self.world, sc.grid))
         self.aggregator = AggregatorAgent(self, AggregatorBrain(self.world.wholesale_eur_per_kwh),

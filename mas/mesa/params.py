@@ -81,7 +81,9 @@ def population_world(scenario: Scenario) -> World:
     Up to the feeder's number of loads this is :func:`mas.world.build_world`. Beyond, household
     ``i`` copies the profiles and assets of household ``i mod n`` of the full feeder (bus
     included) under its own id and index, so its forecast noise and salts are its own. The
-    DSO's import limit is not changed; scale ``grid.import_limit_kw`` with the population.
+    feeder becomes ``⌈N/n⌉`` copies of itself in parallel (:meth:`grid.feeders.Feeder.in_parallel`),
+    so the DSO's grid model carries the population at the voltages one copy has. The DSO's
+    import limit is not changed; scale ``grid.import_limit_kw`` with the population.
     """
     n = scenario.households
     try:
@@ -97,5 +99,8 @@ def population_world(scenario: Scenario) -> World:
         dataclasses.replace(base.households[i % k], id=household_id(i), index=i)
         for i in range(n)
     )
-    log.info("population of %d households over %d feeder loads", n, k)
-    return dataclasses.replace(base, scenario=scenario, households=households)
+    copies = -(-n // k)
+    log.info("population of %d households over %d feeder loads (%d feeders in parallel)", n, k,
+             copies)
+    return dataclasses.replace(base, scenario=scenario, households=households,
+                               feeder=base.feeder.in_parallel(copies))

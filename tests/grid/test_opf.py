@@ -3,7 +3,7 @@ import pandapower as pp
 import pytest
 
 from grid.der import GeneratorSpec
-from grid.errors import InfeasibleError, ProfileError
+from grid.errors import FeederError, InfeasibleError, ProfileError
 from grid.feeders import from_pandapower
 from grid.opf import Devices, OpfInputs, OpfModel, OpfOptions
 from grid.pfcheck import check_with_pandapower
@@ -147,3 +147,24 @@ def test_bad_inputs_name_the_field(chain4, field, value, match):
     with pytest.raises(ProfileError, match=match) as info:
         model.solve(OpfInputs(**good))
     assert field in str(info.value)
+
+
+def test_feeders_in_parallel_carry_k_times_the_load_at_the_same_voltages(feeder):
+    f = feeder("case33bw")
+    pr = day_profiles(f, "2016-06-21", 24, 60)
+    imp, exp = Tariff().prices(pr.start, pr.periods, pr.step_min)
+    one = OpfModel(f, pr.periods, pr.step_min, Devices()).solve(
+        OpfInputs(pr.load_p_kw, pr.load_q_kvar, imp, exp))
+    k = 7
+    fk = f.in_parallel(k)
+    assert fk.net is None
+    assert fk.name.endswith("x7")
+    assert sum(a.p_kw for a in fk.loads) == pytest.approx(k * sum(a.p_kw for a in f.loads))
+    many = OpfModel(fk, pr.periods, pr.step_min, Devices()).solve(
+        OpfInputs(pr.load_p_kw * k, pr.load_q_kvar * k, imp, exp))
+    assert one.v_pu.min() < 0.97  # the load makes a voltage drop worth comparing
+    np.testing.assert_allclose(many.v_pu, one.v_pu, atol=1e-5)
+    np.testing.assert_allclose(many.import_kw, k * one.import_kw, rtol=1e-4, atol=1e-2)
+    assert f.in_parallel(1) is f
+    with pytest.raises(FeederError, match="copies"):
+        f.in_parallel(0)
