@@ -461,6 +461,8 @@ class Chain:
                         f"no receipt for {h!r} after {self.config.timeout_s} s"
                     ) from None
                 time.sleep(delay)
+                if delay >= 0.1 and self._tester is None:  # ~0.2 s without a receipt
+                    self._nudge_mining(self.w3.provider)
                 delay = min(2 * delay, 0.1)
 
     def _replay_revert(self, tx: dict[str, Any], acct: LocalAccount, block: int) -> ContractRevert:

@@ -236,7 +236,7 @@ def _echo_summary(summ: dict[str, Any]) -> None:
 
 
 def _run_mesa(sc: Scenario, out: Path, ledger: str, chain: str | None, xmpp: str | None) -> None:
-    """``vdg run --runtime mesa``: the day in the Mesa model; writes ``summary.json``."""
+    """``vdg run --runtime mesa``: the day in the Mesa model; summary and agents' CSV files."""
     from mas.errors import ScenarioError  # noqa: PLC0415
     from mas.mesa.run import run_day_mesa  # noqa: PLC0415 - heavy imports only when running
 
@@ -244,7 +244,8 @@ def _run_mesa(sc: Scenario, out: Path, ledger: str, chain: str | None, xmpp: str
         raise ScenarioError(f"--xmpp {xmpp!r}: the mesa runtime sends no XMPP messages")
     if chain is not None and ledger == "memory":
         raise ScenarioError(f"--chain {chain!r} needs --ledger evm, not memory")
-    summ = run_day_mesa(sc, ledger="memory" if ledger == "memory" else "evm", chain_url=chain)
+    summ = run_day_mesa(sc, ledger="memory" if ledger == "memory" else "evm", chain_url=chain,
+                        out=out)
     summ = {"runtime": "mesa", "ledger": ledger, **summ}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summ, indent=2, default=str) + "\n")

@@ -22,6 +22,9 @@ def test_mesa_runtime_writes_the_summary(tmp_path):
     assert summary["energy_conserved"] is True
     for field in ("trades", "traded_kwh", "welfare_eur", "peak_import_kw", "gas_used"):
         assert field in summary
+    households_csv = out / "agents" / "households.csv"
+    assert households_csv.exists(), sorted(p.name for p in out.rglob("*"))
+    assert len(households_csv.read_text().strip().splitlines()) == 1 + 6
 
 
 @pytest.mark.parametrize(("args", "message"), [
