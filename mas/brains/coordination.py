@@ -47,8 +47,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import clarabel
 import cvxpy as cp
 import numpy as np
+import scipy.sparse as sp
+from cvxpy.reductions.solvers.conic_solvers.clarabel_conif import dims_to_solver_cones
 
 from grid.admm.opf import build_region
 from grid.feeders import Feeder
@@ -251,12 +254,49 @@ class GridCopy:
         self.problem = cp.Problem(cp.Minimize(
             self.cost_eur / self.rho + cp.sum(cp.multiply(self.lin, self.P))
             + cp.sum(cp.multiply(1 / (2 * self.m), cp.sum(cp.square(self.P), axis=1)))), cons)
+        self._conic: tuple[Any, ...] | None = None
+
+    def _compile(self) -> None:
+        """Canonicalise once and locate ``lin``'s entries in the conic objective vector.
+
+        Between rounds only the linear term ``lin`` changes, and it enters the conic form
+        (``½xᵀPx + qᵀx``, ``Ax + s = b``) only in ``q``, one entry per element. The problem is
+        canonicalised twice with the parameters' values (a DPP compilation of the region takes
+        minutes): at ``lin = 0`` and at a probe ``1, 2, …`` that identifies every entry's column.
+
+        Raises:
+            PlanError: ``lin`` does not map one to one onto conic variables.
+        """
+        size = self.lin.size
+        self.lin.value = np.zeros(self.lin.shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            data, chain, inverse = self.problem.get_problem_data(cp.CLARABEL, ignore_dpp=True)
+            self.lin.value = np.arange(1.0, size + 1.0).reshape(self.lin.shape, order="F")
+            probe, _, _ = self.problem.get_problem_data(cp.CLARABEL, ignore_dpp=True)
+        dq = probe["c"] - data["c"]
+        nz = np.flatnonzero(dq)
+        if nz.size != size or not np.array_equal(np.sort(dq[nz]), np.arange(1.0, size + 1.0)):
+            raise PlanError("DSO grid copy: the ADMM linear term does not map one to one onto "
+                            "the conic variables", "invalid")
+        cols = np.empty(size, dtype=np.int64)
+        cols[dq[nz].astype(np.int64) - 1] = nz
+        n = data["c"].size
+        P = data.get("P")
+        P = sp.csc_matrix((n, n)) if P is None else sp.triu(sp.csc_matrix(P), format="csc")
+        P.sort_indices()
+        if getattr(inverse[-1], "solver_options", {}) is None:
+            inverse[-1].solver_options = {}  # read by cvxpy's Clarabel interface on unpack
+        self._conic = (P, np.asarray(data["c"], dtype=float), sp.csc_matrix(data["A"]),
+                       np.asarray(data["b"], dtype=float),
+                       dims_to_solver_cones(data["dims"]), cols, chain, inverse)
 
     def solve(self, mu_eur_per_kwh: np.ndarray, z_kw: np.ndarray) -> np.ndarray:
         """The DSO's step: ``argmin g(p) + μ·p + (ρ/2)‖p − z‖²``; returns ``p`` on the kW grid.
 
-        The problem is compiled at every solve: the region's load parameters make cvxpy's DPP
-        compilation take about 45 s on the default feeder, a compilation per solve about 1 s.
+        Canonicalised once (:meth:`_compile`); each round sets ``q`` and calls Clarabel
+        directly with a fresh solver (its iterates depend on this round's data only), then hands
+        the solution back to cvxpy so the variables read as after ``problem.solve()``.
 
         Raises:
             PlanError: the solver does not reach an optimum.
@@ -264,19 +304,25 @@ class GridCopy:
         c = np.asarray(z_kw, dtype=float) - np.asarray(mu_eur_per_kwh, dtype=float) / self.rho
         c_bus = np.zeros((len(self.bus_rows), self.periods))
         np.add.at(c_bus, self.row_of, c)
-        self.lin.value = -c_bus / self.m[:, None]
-        try:
-            with warnings.catch_warnings():
-                # cvxpy warns on "optimal_inaccurate"; the status is checked below
-                warnings.simplefilter("ignore", UserWarning)
-                self.problem.solve(solver="CLARABEL", ignore_dpp=True)
-        except cp.error.SolverError as exc:
-            raise PlanError(f"DSO grid copy: solver failed: {exc}", "solver_error") from exc
-        if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-            raise PlanError(f"DSO grid copy ended with status {self.problem.status}",
-                            str(self.problem.status))
-        if self.problem.status == cp.OPTIMAL_INACCURATE:
+        lin = -c_bus / self.m[:, None]
+        if self._conic is None:
+            self._compile()
+        assert self._conic is not None
+        P, q0, A, b, cones, cols, chain, inverse = self._conic
+        q = q0.copy()
+        q[cols] += lin.reshape(-1, order="F")
+        settings = clarabel.DefaultSettings()
+        settings.verbose = False
+        sol = clarabel.DefaultSolver(P, q, A, b, cones, settings).solve()
+        status = str(sol.status)
+        if status not in ("Solved", "AlmostSolved"):
+            raise PlanError(f"DSO grid copy ended with status {status}", status)
+        if status == "AlmostSolved":
             log.warning("DSO grid copy: solver reports optimal_inaccurate")
+        self.lin.value = lin
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # status checked above
+            self.problem.unpack_results(sol, chain, inverse)
         shift = (np.asarray(self.P.value) - c_bus) / self.m[:, None]
         return _round_kw(c + shift[self.row_of])
 
