@@ -15,6 +15,7 @@ import numpy as np
 
 from mas.brains.auctioneer import gains_from_trade_nano
 from mas.spade.runtime import AGGREGATOR, DayRunner
+from mas.tables import household_row
 from mas.world import SLOTS
 
 log = logging.getLogger(__name__)
@@ -36,24 +37,8 @@ def household_table(runner: DayRunner) -> list[dict[str, Any]]:
                 for k, t in enumerate(slots):
                     sold[t] -= row[k] / 1000
         metered = np.asarray(rec.metered_kwh.get(h.id, [0.0] * SLOTS))
-        residual = metered - sold
-        imp = np.asarray(world.import_eur_per_kwh)
-        exp = np.asarray(world.export_eur_per_kwh)
-        supplier_eur = float(np.sum(np.clip(-residual, 0, None) * imp)
-                             - np.sum(np.clip(residual, 0, None) * exp))
-        market_eur = -credit[h.id] / 1e9
-        rows.append({
-            "household": h.id, "bus": h.bus, "pv_kwp": h.pv.p_rated_kw if h.pv else 0.0,
-            "battery_kwh": h.battery.e_max_kwh if h.battery else 0.0,
-            "ev_kw": h.ev.p_max_kw if h.ev else 0.0,
-            "prosumer": h.is_prosumer,
-            "sold_local_kwh": round(float(np.clip(sold, 0, None).sum()), 3),
-            "bought_local_kwh": round(float(np.clip(-sold, 0, None).sum()), 3),
-            "import_kwh": round(float(np.clip(-metered, 0, None).sum()), 3),
-            "export_kwh": round(float(np.clip(metered, 0, None).sum()), 3),
-            "market_eur": round(market_eur, 6), "supplier_eur": round(supplier_eur, 6),
-            "bill_eur": round(market_eur + supplier_eur, 6),
-        })
+        rows.append(household_row(h, sold, metered, world.import_eur_per_kwh,
+                                  world.export_eur_per_kwh, credit[h.id]))
     return rows
 
 

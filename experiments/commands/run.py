@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 
 from experiments.scenario import DEFAULT, load_scenario
 from mas.scenario import Scenario
+from mas.tables import write_csv
 from mas.world import SLOTS
 
 SUMMARY_FIELDS = ("households", "trades", "traded_kwh", "welfare_eur", "cost_prosumers_eur",
@@ -56,17 +56,6 @@ def _scenario(name: str, households: int | None, seed: int | None) -> Scenario:
     return load_scenario(name).with_overrides(households=households, seed=seed)
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not rows:
-        path.write_text("")
-        return
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 def write_outputs(out: Path, runner: Any, summ: dict[str, Any]) -> None:
     """``summary.json``, per-agent CSVs under ``agents/``, ``report.md`` with plots."""
     from mas.summary import household_table  # noqa: PLC0415
@@ -76,7 +65,7 @@ def write_outputs(out: Path, runner: Any, summ: dict[str, Any]) -> None:
     rec, world, dso = runner.record, runner.world, runner.dso_brain
     rows = household_table(runner)
     agents = out / "agents"
-    _write_csv(agents / "households.csv", rows)
+    write_csv(agents / "households.csv", rows)
     for h in world.households:
         series = []
         for t in range(SLOTS):
@@ -93,18 +82,18 @@ def write_outputs(out: Path, runner: Any, summ: dict[str, Any]) -> None:
         by_keys: dict[str, Any] = {}
         for r in series:
             by_keys.update(dict.fromkeys(r, ""))
-        _write_csv(agents / f"{h.id}.csv", [{**by_keys, **r} for r in series])
+        write_csv(agents / f"{h.id}.csv", [{**by_keys, **r} for r in series])
     metered = dict(rec.metered_kwh.items())
     state = dso.grid_state(metered)
     planned = dso.grid_state({h: [-x for x in v] for h, v in rec.plans_import_kw.items()})
-    _write_csv(agents / "dso.csv", [
+    write_csv(agents / "dso.csv", [
         {"slot": t, "planned_import_kw": round(float(planned.import_kw[t]), 3),
          "metered_import_kw": round(float(state.import_kw[t]), 3),
          "import_limit_kw": runner.scenario.grid.import_limit_kw,
          "v_min_pu": round(float(state.v_pu[t].min()), 5),
          "v_max_pu": round(float(state.v_pu[t].max()), 5)} for t in range(SLOTS)])
-    _write_csv(agents / "dso_rounds.csv", rec.rounds)
-    _write_csv(agents / "dso_flexibility.csv", rec.flex)
+    write_csv(agents / "dso_rounds.csv", rec.rounds)
+    write_csv(agents / "dso_flexibility.csv", rec.flex)
     auct = []
     for s in rec.sessions:
         for k, t in enumerate(s.get("slots", [])):
@@ -112,9 +101,9 @@ def write_outputs(out: Path, runner: Any, summ: dict[str, Any]) -> None:
                          "participants": s["participants"], "volume_wh": s["volume_wh"][k],
                          "buy_price_eur_per_kwh": s["buy_price_ueur_per_kwh"][k] / 1e6,
                          "sell_price_eur_per_kwh": s["sell_price_ueur_per_kwh"][k] / 1e6})
-    _write_csv(agents / "auctioneer.csv", auct)
+    write_csv(agents / "auctioneer.csv", auct)
     agg = rec.cleared.get("da", {}).get("agg")
-    _write_csv(agents / "aggregator.csv", [
+    write_csv(agents / "aggregator.csv", [
         {"slot": t, "bought_wh": agg[t] if agg else 0,
          "wholesale_eur_per_kwh": world.wholesale_eur_per_kwh[t]} for t in range(SLOTS)])
     _report(out, runner, summ, state, planned)

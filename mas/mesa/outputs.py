@@ -22,30 +22,19 @@ records and have no counterpart here. ``households=False`` leaves out the per-ho
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mas.tables import household_row, write_csv
 from mas.world import SLOTS
 
 if TYPE_CHECKING:
     from mas.mesa.model import VdgModel
 
 log = logging.getLogger(__name__)
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not rows:
-        path.write_text("")
-        return
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
 
 
 def _sold_kwh(model: VdgModel) -> dict[str, np.ndarray]:
@@ -84,30 +73,10 @@ def household_rows(model: VdgModel, metered_all: np.ndarray | None = None
     sold = _sold_kwh(model)
     if metered_all is None:
         metered_all = metered_kwh(model)
-    imp = np.asarray(model.world.import_eur_per_kwh)
-    exp = np.asarray(model.world.export_eur_per_kwh)
-    rows = []
-    for k, agent in enumerate(model.households):
-        h = agent.spec
-        s = sold.get(h.id, np.zeros(SLOTS))
-        metered = metered_all[:, k]
-        residual = metered - s
-        supplier_eur = float(np.sum(np.clip(-residual, 0, None) * imp)
-                             - np.sum(np.clip(residual, 0, None) * exp))
-        market_eur = -credit[h.id] / 1e9
-        rows.append({
-            "household": h.id, "bus": h.bus, "pv_kwp": h.pv.p_rated_kw if h.pv else 0.0,
-            "battery_kwh": h.battery.e_max_kwh if h.battery else 0.0,
-            "ev_kw": h.ev.p_max_kw if h.ev else 0.0,
-            "prosumer": h.is_prosumer,
-            "sold_local_kwh": round(float(np.clip(s, 0, None).sum()), 3),
-            "bought_local_kwh": round(float(np.clip(-s, 0, None).sum()), 3),
-            "import_kwh": round(float(np.clip(-metered, 0, None).sum()), 3),
-            "export_kwh": round(float(np.clip(metered, 0, None).sum()), 3),
-            "market_eur": round(market_eur, 6), "supplier_eur": round(supplier_eur, 6),
-            "bill_eur": round(market_eur + supplier_eur, 6),
-        })
-    return rows
+    imp, exp = model.world.import_eur_per_kwh, model.world.export_eur_per_kwh
+    return [household_row(agent.spec, sold.get(agent.spec.id, np.zeros(SLOTS)),
+                          metered_all[:, k], imp, exp, credit[agent.spec.id])
+            for k, agent in enumerate(model.households)]
 
 
 def household_series(model: VdgModel, k: int,
@@ -149,18 +118,18 @@ def write_agent_csvs(model: VdgModel, out: str | Path, *, households: bool = Tru
     """Write ``agents/*.csv`` of a finished day under ``out``; returns the ``agents`` folder."""
     agents = Path(out) / "agents"
     metered_all = metered_kwh(model)
-    _write_csv(agents / "households.csv", household_rows(model, metered_all))
+    write_csv(agents / "households.csv", household_rows(model, metered_all))
     cleared = _cleared_by_session(model)
     if households:
         for k, agent in enumerate(model.households):
-            _write_csv(agents / f"{agent.hid}.csv",
+            write_csv(agents / f"{agent.hid}.csv",
                        household_series(model, k, cleared, metered_all))
     dso = model.dso.brain
     planned = dso.grid_state({h.hid: list(h.brain.plan.net_export_kw)
                               for h in model.households if h.brain.plan is not None})
     metered = dso.grid_state({h.hid: metered_all[:, k].tolist()
                               for k, h in enumerate(model.households)})
-    _write_csv(agents / "dso.csv", [
+    write_csv(agents / "dso.csv", [
         {"slot": t, "planned_import_kw": round(float(planned.import_kw[t]), 3),
          "metered_import_kw": round(float(metered.import_kw[t]), 3),
          "import_limit_kw": model.vdg.grid.import_limit_kw,
@@ -174,11 +143,11 @@ def write_agent_csvs(model: VdgModel, out: str | Path, *, households: bool = Tru
                          "volume_wh": round(rec.volume_kwh[k] * 1000),
                          "buy_price_eur_per_kwh": rec.buy_price_eur_per_kwh[k],
                          "sell_price_eur_per_kwh": rec.sell_price_eur_per_kwh[k]})
-    _write_csv(agents / "auctioneer.csv", auct)
+    write_csv(agents / "auctioneer.csv", auct)
     agg = next((by_who.get(model.aggregator.hid)
                 for r, by_who in zip(model.sessions, cleared, strict=True)
                 if r.plan.kind == "day-ahead"), None)
-    _write_csv(agents / "aggregator.csv", [
+    write_csv(agents / "aggregator.csv", [
         {"slot": t, "bought_wh": agg[t] if agg else 0,
          "wholesale_eur_per_kwh": model.world.wholesale_eur_per_kwh[t]} for t in range(SLOTS)])
     log.info("wrote the agents' CSV files to %s", agents)
