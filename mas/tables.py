@@ -11,11 +11,14 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mas.world import HouseholdSpec
+
+if TYPE_CHECKING:
+    from mas.brains.dso import GridState
 
 
 def household_row(h: HouseholdSpec, sold_kwh: np.ndarray, metered_kwh: np.ndarray,
@@ -59,3 +62,20 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+def dso_rows(planned: GridState, metered: GridState,
+             import_limit_kw: float) -> list[dict[str, Any]]:
+    """Rows of ``dso.csv``: planned and metered substation import and voltage range per slot.
+
+    Args:
+        planned: the DSO's grid state of the planned injections (``import_kw``, ``v_pu``).
+        metered: its grid state of the metered injections.
+        import_limit_kw: the substation import limit.
+    """
+    return [{"slot": t, "planned_import_kw": round(float(planned.import_kw[t]), 3),
+             "metered_import_kw": round(float(metered.import_kw[t]), 3),
+             "import_limit_kw": import_limit_kw,
+             "v_min_pu": round(float(metered.v_pu[t].min()), 5),
+             "v_max_pu": round(float(metered.v_pu[t].max()), 5)}
+            for t in range(len(metered.import_kw))]

@@ -17,7 +17,7 @@ import numpy as np
 
 from experiments.scenario import DEFAULT, load_scenario
 from mas.scenario import Scenario
-from mas.tables import write_csv
+from mas.tables import dso_rows, write_csv
 from mas.world import SLOTS
 
 SUMMARY_FIELDS = ("households", "trades", "traded_kwh", "welfare_eur", "cost_prosumers_eur",
@@ -86,12 +86,7 @@ def write_outputs(out: Path, runner: Any, summ: dict[str, Any]) -> None:
     metered = dict(rec.metered_kwh.items())
     state = dso.grid_state(metered)
     planned = dso.grid_state({h: [-x for x in v] for h, v in rec.plans_import_kw.items()})
-    write_csv(agents / "dso.csv", [
-        {"slot": t, "planned_import_kw": round(float(planned.import_kw[t]), 3),
-         "metered_import_kw": round(float(state.import_kw[t]), 3),
-         "import_limit_kw": runner.scenario.grid.import_limit_kw,
-         "v_min_pu": round(float(state.v_pu[t].min()), 5),
-         "v_max_pu": round(float(state.v_pu[t].max()), 5)} for t in range(SLOTS)])
+    write_csv(agents / "dso.csv", dso_rows(planned, state, runner.scenario.grid.import_limit_kw))
     write_csv(agents / "dso_rounds.csv", rec.rounds)
     write_csv(agents / "dso_flexibility.csv", rec.flex)
     auct = []

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mas.tables import household_row, write_csv
+from mas.tables import dso_rows, household_row, write_csv
 from mas.world import SLOTS
 
 if TYPE_CHECKING:
@@ -129,12 +129,7 @@ def write_agent_csvs(model: VdgModel, out: str | Path, *, households: bool = Tru
                               for h in model.households if h.brain.plan is not None})
     metered = dso.grid_state({h.hid: metered_all[:, k].tolist()
                               for k, h in enumerate(model.households)})
-    write_csv(agents / "dso.csv", [
-        {"slot": t, "planned_import_kw": round(float(planned.import_kw[t]), 3),
-         "metered_import_kw": round(float(metered.import_kw[t]), 3),
-         "import_limit_kw": model.vdg.grid.import_limit_kw,
-         "v_min_pu": round(float(metered.v_pu[t].min()), 5),
-         "v_max_pu": round(float(metered.v_pu[t].max()), 5)} for t in range(SLOTS)])
+    write_csv(agents / "dso.csv", dso_rows(planned, metered, model.vdg.grid.import_limit_kw))
     auct = []
     for rec in model.sessions:
         for k, t in enumerate(rec.plan.slots):
