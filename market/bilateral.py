@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["BS", "TS", "GS", "TGS"]
 MODES: tuple[Mode, ...] = ("BS", "TS", "GS", "TGS")
+RootBase = Literal["exchange", "purchases"]
+ROOT_BASES: tuple[RootBase, ...] = ("exchange", "purchases")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,14 @@ class BilateralMarket:
             "feeder 0" is its "thermal generator", §4.3.2); it stands for upstream network
             losses and congestion and is paid by the network, not by the households' accounts.
             One value for every period, or ``(T,)`` values. 0 disables it.
+        root_base: what that cost is charged on. ``"exchange"``: the net substation
+            exchange ``p₀`` (physical flow; a feed-in cancels a neighbour's import).
+            ``"purchases"``: the households' grid purchases ``Σᵢ imp_i`` — B-DER's reading, in
+            which the power "imported from the utility grid at the root of the network" is the
+            households' ``p^g_i`` of (1), (8) and feed-in is sold to the utility separately
+            (§4.4); then a trade lowers the root's output and a feed-in does not. The region
+            holding the root keeps a copy of every other region's purchases (consensus keys
+            ``("g", region)``), so the cost stays local to one ADMM node.
 
     Raises:
         MarketError: a grid mode without feeder, a household on an unknown bus, duplicate names.
@@ -229,10 +239,13 @@ class BilateralMarket:
     def __init__(self, households: Sequence[Household], periods: int, step_min: int,
                  mode: Mode, feeder: Feeder | None = None, regions: str | int = 2,
                  admm: AdmmOptions | None = None, base_kw: float = 10.0,
-                 root_quadratic_eur_per_kw2h: float | Sequence[float] | np.ndarray = 0.0
-                 ) -> None:
+                 root_quadratic_eur_per_kw2h: float | Sequence[float] | np.ndarray = 0.0,
+                 root_base: RootBase = "exchange") -> None:
         if mode not in MODES:
             raise MarketError(f"mode must be one of {MODES}, got {mode!r}")
+        if root_base not in ROOT_BASES:
+            raise MarketError(f"root_base must be one of {ROOT_BASES}, got {root_base!r}")
+        self.root_base = root_base
         self.households = tuple(households)
         names = [h.name for h in self.households]
         if len(set(names)) != len(names):
@@ -346,6 +359,8 @@ class BilateralMarket:
         opts = OpfOptions(objective="losses", loss_price_eur_per_kwh=0.0,
                           s_base_kva=self.base_kw)
         rescale = self.base_kw / (f.s_base_mva * 1000.0)
+        root_piece: tuple[_Piece, list[int]] | None = None
+        bought: list[tuple[str, list[int]]] = []   # other regions' households
         for region in partition(f, regions):
             members = [i for b in region for i in at_bus.get(b, [])]
             extra_p = {b: sum((self.hh[i]["net"] for i in at_bus[b]), cp.Constant(0.0))
@@ -364,15 +379,40 @@ class BilateralMarket:
                 p.objective = p.objective + self.dt_h * self.base_kw * cp.sum(
                     cp.multiply(self.p_imp, r @ ell))
             p0 = parts.variables.get("p0")
-            if p0 is not None and np.any(self.root_alpha > 0):
-                p.objective = p.objective + self.dt_h * self.base_kw**2 * cp.sum(
-                    cp.multiply(self.root_alpha, cp.square(p0)))
+            if p0 is not None:
+                root_piece = (p, members)
+                if self.root_base == "exchange" and np.any(self.root_alpha > 0):
+                    p.objective = p.objective + self.dt_h * self.base_kw**2 * cp.sum(
+                        cp.multiply(self.root_alpha, cp.square(p0)))
+            elif members:
+                bought.append((parts.name, members))
             for i in members:
                 p.objective = p.objective + self.hh[i]["cost"]
                 p.constraints += self.hh[i]["cons"]
                 self._trade_rows(i, p, set(members))
             pieces.append(p)
+        if self.root_base == "purchases" and np.any(self.root_alpha > 0):
+            assert root_piece is not None
+            self._purchases_cost(root_piece, bought, {p.name: p for p in pieces})
         return pieces
+
+    def _purchases_cost(self, root: tuple[_Piece, list[int]], bought: list[tuple[str, list[int]]],
+                        by_name: dict[str, _Piece]) -> None:
+        """``α_t·(Σᵢ imp_i)²`` at the root's node; other regions' purchases reach it as copies."""
+        piece, own = root
+        total = sum((self.hh[i]["imp"] for i in own), cp.Constant(np.zeros(self.periods)))
+        for name, members in bought:
+            key = ("g", name)
+            other = by_name[name]
+            other.rows.append(sum((self.hh[i]["imp"] for i in members),
+                                  cp.Constant(np.zeros(self.periods))) / self.base_kw)
+            other.keys.append(key)
+            copy = cp.Variable(self.periods, nonneg=True, name=f"purchases_{name}")
+            piece.rows.append(copy / self.base_kw)
+            piece.keys.append(key)
+            total = total + copy
+        piece.objective = piece.objective + self.dt_h * cp.sum(
+            cp.multiply(self.root_alpha, cp.square(total)))
 
     # -----------------------------------------------------------------------------------------
     def _set(self, inputs: MarketInputs) -> None:
@@ -547,6 +587,7 @@ class BilateralMarket:
         traded = np.abs(trades) > 1e-6
         prices = np.where(traded, prices, np.nan)
         sub = (imp - exp).sum(axis=1)
+        charged = imp.sum(axis=1)   # root_base "purchases"
         losses = np.zeros(T)
         v = None
         if self.grid:
@@ -566,6 +607,8 @@ class BilateralMarket:
                 if var.get("p0") is not None:
                     sub = np.asarray(var["p0"].value) * self.base_kw
                     v[:, 0] = np.sqrt(np.asarray(var["v_root"].value))
+            if self.root_base == "exchange":
+                charged = sub
         objective = (float(self._central.value) if run is None and self._central is not None
                      else run.objective_eur if run is not None
                      else float(np.sum([np.asarray(p.objective.value, dtype=float)
@@ -576,7 +619,7 @@ class BilateralMarket:
             export_kw=exp, trades_kw=trades, trade_price_eur_per_kwh=prices,
             import_cost_eur=import_cost, trade_cost_eur=trade_cost, objective_eur=objective,
             substation_import_kw=sub, losses_kw=losses,
-            network_cost_eur=float(dt * (pi @ losses) + dt * float(self.root_alpha @ sub**2))
+            network_cost_eur=float(dt * (pi @ losses) + dt * float(self.root_alpha @ charged**2))
             if self.grid else 0.0, v_pu=v, run=run, solve_time_s=wall_s,
             reciprocity_kw=recip)
 
@@ -588,6 +631,6 @@ def peak_mask(periods: int, step_min: int, start_hour: float = 0.0,
     return np.any([(hours >= a) & (hours < b) for a, b in peaks], axis=0)
 
 
-__all__ = ["MODES", "BilateralMarket", "Household", "MarketInputs", "MarketResult",
+__all__ = ["MODES", "ROOT_BASES", "BilateralMarket", "Household", "MarketInputs", "MarketResult",
            "peak_mask", "trading_coefficients"]
 del math

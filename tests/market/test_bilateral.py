@@ -113,3 +113,24 @@ def test_a_time_varying_root_cost_moves_the_substation_exchange_out_of_its_hours
     assert dear.network_cost_eur >= 0.5 * dear.substation_import_kw[3] ** 2 - 1e-6
     with pytest.raises(MarketError):
         BilateralMarket(hh, 4, 60, "GS", f, root_quadratic_eur_per_kw2h=[0.0, 0.0, -1.0, 0.0])
+
+
+def test_a_root_cost_on_purchases_is_charged_on_the_households_imports_and_admm_agrees() -> None:
+    f, hh, inp = _scenario()
+    alpha = np.array([0.0, 0.0, 0.0, 0.5])
+    market = BilateralMarket(hh, 4, 60, "TGS", f, regions=2, root_quadratic_eur_per_kw2h=alpha,
+                             root_base="purchases",
+                             admm=AdmmOptions(alpha=1.6, max_iter=3000, cost_scale_eur=0.0))
+    # the other region's purchases reach the root's node as a consensus copy
+    assert sum(k[0] == "g" for p in market._pieces for k in p.keys) == 2
+    central = market.solve(inp, "central")
+    bought = central.import_kw.sum(axis=1)
+    losses = inp.price_import_eur_per_kwh @ central.losses_kw
+    # charged on the purchases, not on the substation exchange (which feed-in reduces)
+    assert central.network_cost_eur == pytest.approx(alpha @ bought**2 + losses, rel=1e-6)
+    admm = market.solve(inp, "admm", reference_objective_eur=central.objective_eur)
+    assert admm.run is not None
+    assert admm.run.converged
+    assert abs(admm.objective_eur - central.objective_eur) <= 5e-3 * abs(central.objective_eur)
+    with pytest.raises(MarketError, match="root_base"):
+        BilateralMarket(hh, 4, 60, "TGS", f, root_base="net")  # type: ignore[arg-type]
