@@ -39,6 +39,7 @@ from grid.prices import Tariff
 from grid.profiles import day_profiles
 from market.bilateral import (
     MODES,
+    ROOT_BASES,
     BilateralMarket,
     Household,
     MarketInputs,
@@ -117,6 +118,9 @@ class BderConfig:
         root_quadratic_eur_per_kw2h: grid modes: Münsing's quadratic cost on the substation
             exchange (see :class:`market.bilateral.BilateralMarket`); 0.002 EUR/kW²h adds
             ~0.1 EUR/kWh at a 25 kW community import.
+        root_base: what that cost is charged on: ``"exchange"``, the net substation exchange
+            (physical flow), or ``"purchases"``, the households' grid purchases (see
+            :class:`market.bilateral.BilateralMarket`; ``docs/admm.md`` gives both runs).
         peak_weight: the substation's quadratic cost is this many times larger in the peak
             hours of B-DER Table 5 (6–9 and 17–20 h), where the report places the congestion
             that the grid modes avoid (§4.4.3); 1: the same in every hour.
@@ -139,6 +143,7 @@ class BderConfig:
     pv_kwp: float = 5.0
     regions: int | str = 2
     root_quadratic_eur_per_kw2h: float = 0.002
+    root_base: str = "exchange"
     peak_weight: float = 10.0
     ev_every: int = 3
     ev_e_day_kwh: float = 7.0
@@ -152,6 +157,15 @@ class BderConfig:
             raise ValueError(f"households must be >= 2, got {self.households}")
         if self.method not in ("central", "admm"):
             raise ValueError(f"method must be 'central' or 'admm', got {self.method!r}")
+        if not (self.root_quadratic_eur_per_kw2h >= 0 and self.peak_weight >= 0):
+            raise ValueError("root_quadratic_eur_per_kw2h and peak_weight must be >= 0, got "
+                             f"{self.root_quadratic_eur_per_kw2h} and {self.peak_weight}")
+        if self.root_base not in ROOT_BASES:
+            raise ValueError(f"root_base must be one of {ROOT_BASES}, got {self.root_base!r}")
+        start, end = self.ev_hours
+        if not (0 <= start < 24 and 0 <= end <= 24):
+            raise ValueError(f"ev_hours must be (start in 0..23, end in 0..24), got "
+                             f"{self.ev_hours}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +247,7 @@ def run(cfg: BderConfig, progress: Callable[[str], None] | None = None
                                      feeder if mode in ("GS", "TGS") else None,
                                      regions=cfg.regions,
                                      root_quadratic_eur_per_kw2h=alpha,
+                                     root_base=cfg.root_base,  # type: ignore[arg-type]
                                      # stop at a 0.1 % gap with consensus <= 1e-3 (units of
                                      # 10 kW): on these degenerate LPs Boyd's residual test
                                      # stalls long after the objective has converged
@@ -552,8 +567,10 @@ def write_report(out: dict[str, ScenarioOutcome], cfg: BderConfig, out_dir: Path
         "possible congestion issues\" (§4.4.3); its feeder-0 grid connection is a \"thermal "
         "generator\" (§4.3.2), Münsing's root generator with a quadratic, possibly "
         "time-varying cost (his eq. (6)). On this feeder the voltage (±5 %) and line limits "
-        "never bind at household loads, so the grid modes carry that cost on the substation "
-        f"exchange: {cfg.root_quadratic_eur_per_kw2h:g} EUR/kW²h, {cfg.peak_weight:g}× in the "
+        "never bind at household loads, so the grid modes carry that cost on "
+        + ("the substation exchange" if cfg.root_base == "exchange"
+           else "the households' grid purchases (the root's output in the report's reading)")
+        + f": {cfg.root_quadratic_eur_per_kw2h:g} EUR/kW²h, {cfg.peak_weight:g}× in the "
         "peak hours of Table 5, where the report places the congestion (row 'Network cost', "
         "paid by the network, not by the households' accounts; the report gives neither size "
         "nor shape). That choice, not a result, is why the grid modes avoid the peak hours; "

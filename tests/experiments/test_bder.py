@@ -15,7 +15,9 @@ def test_bder_command_writes_tables_report_and_plots(tmp_path: Path) -> None:
     from experiments.cli import cli  # noqa: PLC0415 - the CLI imports every layer
 
     res = CliRunner().invoke(cli, ["-q", "experiment", "bder", "--out", str(tmp_path),
-                                   "--days", "1", "--households", "2", "--admm-days", "0"])
+                                   "--days", "1", "--households", "2", "--admm-days", "0",
+                                   "--peak-weight", "3", "--ev-hours", "18", "7",
+                                   "--root-base", "purchases"])
     assert res.exit_code == 0, res.output
     for name in ("table4_economics.csv", "table5_energy.csv", "report.md",
                  "daily_exchange.png", "prices.png", "household_costs.png"):
@@ -29,6 +31,20 @@ def test_bder_command_writes_tables_report_and_plots(tmp_path: Path) -> None:
     report = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "paper" in report
     assert "Why our figures differ" in report
+    # the options reach the run
+    assert "3× in the peak hours" in report
+    assert "window 18–7 h" in report
+    assert "households' grid purchases" in report
+
+
+@pytest.mark.parametrize("args", [["--ev-hours", "24", "3"], ["--peak-weight", "-1"],
+                                  ["--root-base", "net"]])
+def test_bder_command_rejects_bad_options(tmp_path: Path, args: list[str]) -> None:
+    from experiments.cli import cli  # noqa: PLC0415 - the CLI imports every layer
+
+    res = CliRunner().invoke(cli, ["-q", "experiment", "bder", "--out", str(tmp_path), *args])
+    assert res.exit_code == 2, res.output
+    assert args[0] in res.output or "ev_hours" in res.output, res.output
 
 
 def test_bder_small_run_trades_pay_and_baseline_has_no_exchange() -> None:
