@@ -593,7 +593,16 @@ def write_report(out: dict[str, ScenarioOutcome], cfg: BderConfig, out_dir: Path
         f"instead (local exchange {f['exchange_TGS_vs_TS']:+.0%} against TS), paying battery "
         "losses and keeping PV for the owner's evening rather than selling it at midday. The "
         "report is not consistent on this point either: §4.4.3 says TGS has \"slightly higher "
-        "import costs than TS\" because of losses, its Table 4 says 11.63 EUR lower.",
+        "import costs than TS\" because of losses, its Table 4 says 11.63 EUR lower. Readings "
+        "of the report tried on the summer week (docs/admm.md, B-DER, has the figures): the "
+        "root's cost charged on the households' grid purchases instead of the net exchange "
+        "(`--root-base purchases`: a trade then relieves the root, a feed-in does not) makes "
+        "TGS trade more and nearly closes the gap, but TGS stays dearer on the days with "
+        "little PV; buyer and seller status of (26)–(29) taken from the scheduled rather than "
+        "the expected net budget converges to a TGS dearer than TS; γ once per trade and "
+        "feed-in capped at the excess budget narrow the gap without closing it. On a day "
+        "without trades TGS's optimum is TS's plus the network's cost, so its import cost "
+        "cannot fall below TS's there.",
         "* **EVs.** The report's EVs charge \"during the day and night\" (§4.3.2, ω of (5) not "
         "given); ours may charge in any hour "
         f"(window {cfg.ev_hours[0]}–{cfg.ev_hours[1]} h), {cfg.ev_e_day_kwh:g} kWh a day. "

@@ -51,9 +51,10 @@ def bder(ctx: click.Context, out_dir: Path, days: int, households: int | None, f
          peak_weight: float, ev_hours: tuple[int, int]) -> None:
     """Reproduce the B-DER study: BS/TS/GS/TGS × summer and winter week.
 
-    Writes table4_economics.csv, table5_energy.csv, report.md and plots. The full run
-    (13 households, 7 days, central with ADMM checks on day 1) takes about 10-15 minutes on
-    two cores; --days 1 --households 4 takes well under a minute.
+    Writes table4_economics.csv, table5_energy.csv, report.md and plots. Measured on two
+    cores shared with other jobs (load average 7-8): the full run (13 households, 7 days,
+    central with ADMM checks on day 1) 21 minutes, 4 of them CPU time; --days 1
+    --households 4 4 minutes, half a minute of CPU time. The report states its run time.
     """
     quiet = bool(ctx.obj and ctx.obj.get("quiet"))
     try:
