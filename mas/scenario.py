@@ -88,6 +88,10 @@ class MarketSpec:
     Attributes:
         mechanism: clearing mechanism of the local sessions (the chain clears ``huang``).
         real_time_block_h: each real-time session trades this many consecutive hourly slots.
+        intraday_every_h: hours between the gate closures of the intraday sessions (0: no
+            intraday session). Following :class:`market.vdg.MarketCalendar`, the session
+            closing at ``j·intraday_every_h − 1`` h trades every slot from hour
+            ``j·intraday_every_h`` on whose real-time session has not closed yet.
         penalty_eur_per_kwh: a seller's penalty per kWh contracted but not delivered.
         margin_eur_per_kwh: retail adder on the wholesale price (import price).
         export_share: feed-in price as a share of the import price; ``None``: wholesale.
@@ -96,6 +100,7 @@ class MarketSpec:
 
     mechanism: str = "huang"
     real_time_block_h: int = 6
+    intraday_every_h: int = 6
     penalty_eur_per_kwh: float = 0.05
     margin_eur_per_kwh: float = 0.10
     export_share: float | None = None
@@ -109,6 +114,7 @@ class MarketSpec:
         if 24 % int(self.real_time_block_h):
             raise ScenarioError(f"market.real_time_block_h must divide 24, got "
                                 f"{self.real_time_block_h!r}")
+        _num("market.intraday_every_h", self.intraday_every_h, 0, 24, integer=True)
         _num("market.penalty_eur_per_kwh", self.penalty_eur_per_kwh, 0, 10)
         _num("market.margin_eur_per_kwh", self.margin_eur_per_kwh, 0, 10)
         if self.export_share is not None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from mas.brains.auctioneer import gains_from_trade_nano
 from mas.spade.runtime import AGGREGATOR, DayRunner
-from mas.tables import household_row
+from mas.tables import household_row, traded_by_kind
 from mas.world import SLOTS
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def summary(runner: DayRunner, wall_time_s: float) -> dict[str, Any]:
         "prosumers": sum(1 for h in world.households if h.is_prosumer),
         "trades": trades,
         "traded_kwh": round(traded_wh / 1000, 3),
+        **traded_by_kind((s["kind"], s["traded_kwh"]) for s in rec.sessions),
         "welfare_eur": round(welfare_eur(runner), 6),
         "cost_prosumers_eur": round(sum(r["bill_eur"] for r in rows if r["prosumer"]), 6),
         "cost_consumers_eur": round(sum(r["bill_eur"] for r in rows if not r["prosumer"]), 6),

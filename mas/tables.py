@@ -1,4 +1,4 @@
-"""Rows and files shared by both runtimes' outputs: one household's bill, a CSV writer.
+"""Rows and files shared by both runtimes' outputs: a household's bill, CSV files, traded energy.
 
 A household's bill has two parts: what the local market moved on the ledger (``market_eur``,
 from its Credit change) and what the supplier charges for the rest of its metered flow — the
@@ -9,7 +9,7 @@ in at the feed-in price (``supplier_eur``).
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,3 +79,20 @@ def dso_rows(planned: GridState, metered: GridState,
              "v_min_pu": round(float(metered.v_pu[t].min()), 5),
              "v_max_pu": round(float(metered.v_pu[t].max()), 5)}
             for t in range(len(metered.import_kw))]
+
+
+def traded_by_kind(sessions: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Summary fields: energy traded in the day-ahead, intraday and real-time sessions.
+
+    Args:
+        sessions: (kind, kWh traded) of each session of the day.
+
+    Returns:
+        ``day_ahead_traded_kwh``, ``intraday_traded_kwh`` and ``real_time_traded_kwh``.
+    """
+    totals = {"day-ahead": 0.0, "intraday": 0.0, "real-time": 0.0}
+    for kind, kwh in sessions:
+        if kind not in totals:
+            raise ValueError(f"session kind must be one of {sorted(totals)}, got {kind!r}")
+        totals[kind] += kwh
+    return {f"{kind.replace('-', '_')}_traded_kwh": round(v, 3) for kind, v in totals.items()}

@@ -1,7 +1,10 @@
 """The auctioneer brain: the VDG sessions of the day, sealed commitments, canonical books.
 
-Sessions follow the VDG paper §4.4: one day-ahead session over the 24 slots, then real-time
-sessions over consecutive blocks of slots before they are delivered. Each session is
+Sessions follow the VDG paper §4.4 and the calendar of :class:`market.vdg.MarketCalendar`: one
+day-ahead session over the 24 slots; rolling intraday sessions, each trading the slots that are
+still open for trade when it closes (every ``intraday_every_h`` hours, an hour before the slots
+it trades); real-time sessions over consecutive blocks of slots before they are delivered. Each
+session is
 commit–reveal: a participant first sends the hash of its order vector (the same
 ``keccak256(session, address, orders, salt)`` the market contract checks), then the vector and
 salt. The auctioneer checks each reveal against its commitment and hands the chain the book in
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
@@ -22,6 +26,7 @@ import numpy as np
 from ledger.orders import OrderVector, commitment
 from market.auction import huang
 from market.orders import Order, Side
+from market.vdg import MarketCalendar, SessionKind
 from mas.errors import ProtocolStateError
 from mas.world import SLOTS
 
@@ -36,13 +41,22 @@ class Phase(StrEnum):
     CLOSED = "closed"
 
 
+CALENDAR = MarketCalendar(datetime(2000, 1, 1, tzinfo=UTC))
+"""The calendar's gate closures relative to the day's start (the date itself does not matter):
+day-ahead 13 h before the day, intraday an hour before the slots, real time 5 minutes."""
+
+_KIND_OF_PREFIX = {"da": SessionKind.DAY_AHEAD, "id": SessionKind.INTRADAY,
+                   "rt": SessionKind.REAL_TIME}
+
+
 @dataclass(frozen=True, slots=True)
 class SessionPlan:
     """One session of the day.
 
     Attributes:
-        name: ``da`` or ``rt{first slot:02d}``.
-        kind: ``day-ahead`` or ``real-time``.
+        name: ``da``, ``id{hour:02d}`` (the calendar's intraday session closing an hour before
+            ``hour``) or ``rt{first slot:02d}``.
+        kind: ``day-ahead``, ``intraday`` or ``real-time``.
         slots: the delivery slots it trades (consecutive).
     """
 
@@ -50,14 +64,60 @@ class SessionPlan:
     kind: str
     slots: tuple[int, ...]
 
+    @property
+    def gate_h(self) -> float:
+        """Its gate closure in hours from the start of the day (negative: the day before)."""
+        hour = timedelta(hours=1)
+        if self.kind == SessionKind.DAY_AHEAD:
+            return (CALENDAR.day_ahead_gate - CALENDAR.day_start) / hour
+        if self.kind == SessionKind.INTRADAY:
+            return int(self.name[2:]) - CALENDAR.intraday_lead / hour
+        return self.slots[0] - CALENDAR.real_time_lead / hour
 
-def day_sessions(real_time_block_h: int) -> tuple[SessionPlan, ...]:
-    """The day-ahead session and the real-time sessions of ``real_time_block_h`` slots each."""
-    out = [SessionPlan("da", "day-ahead", tuple(range(SLOTS)))]
-    for first in range(0, SLOTS, real_time_block_h):
-        out.append(SessionPlan(f"rt{first:02d}", "real-time",
-                               tuple(range(first, first + real_time_block_h))))
-    return tuple(out)
+    @classmethod
+    def from_name(cls, name: str, slots: Sequence[int]) -> SessionPlan:
+        """The session named ``name`` trading ``slots`` (as a participant learns of it).
+
+        Raises:
+            ProtocolStateError: the name is not one of the day's session names.
+        """
+        kind = _KIND_OF_PREFIX.get(name[:2])
+        if kind is None or (kind is SessionKind.DAY_AHEAD) != (name == "da") or \
+                (kind is not SessionKind.DAY_AHEAD and not (name[2:].isdigit()
+                                                           and 0 <= int(name[2:]) < SLOTS)):
+            raise ProtocolStateError(f"session {name!r} is not a session of the day (da, "
+                                     f"idHH or rtHH)")
+        return cls(name, kind.value, tuple(int(t) for t in slots))
+
+
+def day_sessions(real_time_block_h: int, intraday_every_h: int = 0
+                 ) -> tuple[SessionPlan, ...]:
+    """The sessions of the day in the order they close.
+
+    The day-ahead session, then by first slot traded: the intraday sessions of
+    :meth:`market.vdg.MarketCalendar.sessions` with gate closures every ``intraday_every_h``
+    hours (0: none) and the real-time sessions of ``real_time_block_h`` slots each. An intraday
+    session does not trade slots whose real-time session has already closed: one closing inside
+    a real-time block trades from the next block on (and is dropped in the last block).
+    """
+    real_time = [SessionPlan(f"rt{first:02d}", SessionKind.REAL_TIME.value,
+                             tuple(range(first, first + real_time_block_h)))
+                 for first in range(0, SLOTS, real_time_block_h)]
+    intraday = []
+    if intraday_every_h:
+        calendar = MarketCalendar(CALENDAR.day_start,
+                                  intraday_every=timedelta(hours=intraday_every_h))
+        for session in calendar.sessions():
+            if session.kind is SessionKind.INTRADAY:
+                hour = session.slots[0]
+                open_from = -(-hour // real_time_block_h) * real_time_block_h
+                slots = tuple(t for t in session.slots if t >= open_from)
+                if slots:
+                    intraday.append(SessionPlan(f"id{hour:02d}", SessionKind.INTRADAY.value,
+                                                slots))
+    later = sorted(intraday + real_time,  # stable: intraday in calendar order
+                   key=lambda p: (p.slots[0], p.kind == SessionKind.REAL_TIME))
+    return (SessionPlan("da", SessionKind.DAY_AHEAD.value, tuple(range(SLOTS))), *later)
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
 """The household brain: HEMS and trading agent of one home (VDG paper §4.2, §4.4).
 
 It forecasts its load and PV with a multiplicative Gaussian error drawn from its own generator,
+updates the forecast as the delivery comes closer (:meth:`HouseholdBrain.forecast_kw`),
 optimises its battery and EV against retail prices plus the DSO's coordination price (one LP,
 or QP with a proximal term, :mod:`mas.brains.hems`), turns the plan into
 orders for the local sessions, offers flexibility when the DSO calls, and simulates its own
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market.vdg import Direction
+from market.vdg import Direction, SessionKind
+from mas.brains.auctioneer import SessionPlan
 from mas.brains.hems import PlanInputs, solve_plan
 from mas.errors import PlanError
 from mas.scenario import Forecast
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 
 DT_H = 1.0
 MIN_ORDER_KWH = 0.001  # one Wh: the market's grid
+DAY_AHEAD_GATE_H = SessionPlan("da", SessionKind.DAY_AHEAD.value, (0,)).gate_h
+"""When the day-ahead forecast is made: the day-ahead gate, hours from the day's start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ class HouseholdBrain:
         self.pv_fc_kw = np.clip(true_pv * (1 + forecast.pv_sigma_frac * noise_pv), 0, None)
         self.lam = np.zeros(SLOTS)
         self.plan: Plan | None = None
+        self.intraday_bought_kwh = np.zeros(SLOTS)  # cleared in intraday sessions, buy > 0
+        self._sessions: dict[str, SessionPlan] = {}
         self.flex_kw = np.zeros(SLOTS)  # accepted flexibility: + more injection, − less
         self.deliveries: dict[int, Delivery] = {}
         self._soc_kwh = spec.battery.e_max_kwh / 2 if spec.battery else 0.0
@@ -209,19 +215,85 @@ class HouseholdBrain:
         net = np.asarray(self._need_plan().net_export_kw)
         return self._orders(slots, -net)
 
+    def forecast_kw(self, slot: int, lead_h: float) -> tuple[float, float]:
+        """Load and PV forecast of ``slot`` made ``lead_h`` hours before it starts.
+
+        The error of a forecast grows with its lead time like a random walk: its standard
+        deviation with the square root of the lead. The day-ahead forecast (made at the
+        day-ahead gate) carries the drawn error; a later one carries the same error scaled by
+        ``sqrt(lead_h / day-ahead lead)`` (no new draw, so a day's forecasts are consistent and
+        its random numbers do not depend on how many sessions it has); at lead 0 the forecast is
+        the truth.
+        """
+        shrink = float(np.sqrt(np.clip(lead_h / (slot - DAY_AHEAD_GATE_H), 0.0, 1.0)))
+        load = self.spec.load_kw[slot]
+        pv = self.spec.pv_avail_kw[slot]
+        return (load + shrink * (self.load_fc_kw[slot] - load),
+                pv + shrink * (self.pv_fc_kw[slot] - pv))
+
+    def intraday_orders(self, slots: Sequence[int], gate_h: float) -> OrderIntent:
+        """Orders for an intraday session closing at ``gate_h`` (hours from the day's start).
+
+        Trades the deviation of the updated forecast (:meth:`forecast_kw` at the session's lead
+        time) of each slot from the household's position: the plan it bid day-ahead (what did
+        not clear there is the supplier's) plus what it cleared in earlier intraday sessions.
+        The battery follows its setpoints from its present state of charge; ``slots`` start at
+        the first slot not delivered yet.
+        """
+        return self._deviation_orders(slots, gate_h)
+
     def real_time_orders(self, slots: Sequence[int]) -> OrderIntent:
-        """Orders for a real-time session: the deviation of the nowcast from the plan.
+        """Orders for a real-time session: the deviation of the nowcast from the position.
 
         The nowcast of the next slots is exact (the meter's own short-term view); what differs
-        from the planned position is bought or sold locally before the slot starts.
+        from the position (the plan plus what cleared in intraday sessions) is bought or sold
+        locally before the slot starts.
+        """
+        return self._deviation_orders(slots, None)
+
+    def _deviation_orders(self, slots: Sequence[int], gate_h: float | None) -> OrderIntent:
+        """Buy what the expected net export falls short of the position (sell the excess).
+
+        Expected from the forecast made at ``gate_h``, or from the true data (``None``).
         """
         plan = self._need_plan().net_export_kw
         want = {}
         soc = self._soc_kwh
         for t in slots:
-            expected, _, soc = self._simulate_slot(t, soc)
-            want[t] = -(expected - plan[t])
+            load, pv = (None, None) if gate_h is None else self.forecast_kw(t, t - gate_h)
+            expected, _, soc = self._simulate_slot(t, soc, load, pv)
+            want[t] = -(expected - plan[t]) - self.intraday_bought_kwh[t]
         return self._orders(slots, want)
+
+    def session_orders(self, session: SessionPlan) -> OrderIntent:
+        """Orders for any session of the day, by its kind (remembered for its result)."""
+        self._sessions[session.name] = session
+        if session.kind == SessionKind.DAY_AHEAD:
+            return self.day_ahead_orders(session.slots)
+        if session.kind == SessionKind.INTRADAY:
+            return self.intraday_orders(session.slots, session.gate_h)
+        return self.real_time_orders(session.slots)
+
+    def session_result(self, name: str, cleared_wh: Sequence[int]) -> None:
+        """Take up what cleared for it in session ``name`` (Wh bought > 0 per slot).
+
+        Intraday trades move the position later sessions trade against; day-ahead and
+        real-time results change nothing (the plan is the day-ahead position).
+
+        Raises:
+            PlanError: no orders were made for ``name`` here, or ``cleared_wh`` does not have
+                one value per slot of the session.
+        """
+        session = self._sessions.get(name)
+        if session is None:
+            raise PlanError(f"household {self.spec.id}: result of session {name!r}, which it "
+                            f"made no orders for", "bad-input")
+        if len(cleared_wh) != len(session.slots):
+            raise PlanError(f"household {self.spec.id}: cleared_wh of session {name!r} has "
+                            f"{len(cleared_wh)} values for {len(session.slots)} slots",
+                            "bad-input")
+        if session.kind == SessionKind.INTRADAY:
+            self.intraday_bought_kwh[list(session.slots)] += np.asarray(cleared_wh) / 1000
 
     def _orders(self, slots: Sequence[int], buy_kwh: Mapping[int, float] | np.ndarray
                 ) -> OrderIntent:
@@ -274,12 +346,16 @@ class HouseholdBrain:
         self.flex_kw[slot] += sign * p_kw
 
     # ------------------------------------------------------------------------ delivery
-    def _simulate_slot(self, t: int, soc: float) -> tuple[float, float, float]:
-        """Net export, battery injection and battery energy after slot ``t`` (true data)."""
+    def _simulate_slot(self, t: int, soc: float, load: float | None = None,
+                       pv: float | None = None) -> tuple[float, float, float]:
+        """Net export, battery injection and battery energy after slot ``t``.
+
+        With the true load and PV unless ``load`` and ``pv`` (kW, a forecast) are given.
+        """
         plan = self._need_plan()
         s = self.spec
-        load = s.load_kw[t]
-        pv = s.pv_avail_kw[t]
+        load = s.load_kw[t] if load is None else load
+        pv = s.pv_avail_kw[t] if pv is None else pv
         ev = plan.ev_kw[t]  # charging power drawn
         bat_kw = plan.battery_kw[t] + self.flex_kw[t]
         curtail = 0.0

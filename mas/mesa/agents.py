@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import mesa
@@ -17,6 +16,7 @@ from mesa.discrete_space import CellAgent
 
 from market.vdg import Direction
 from mas.brains.aggregator import AggregatorBrain
+from mas.brains.auctioneer import SessionPlan
 from mas.brains.coordination import RoundRequest, answer_round
 from mas.brains.dso import DsoBrain
 from mas.brains.household import Delivery, FlexOfferIntent, HouseholdBrain, OrderIntent
@@ -58,11 +58,9 @@ class HouseholdAgent(CellAgent):
         """Its offer to a flexibility call (``None``: nothing to offer)."""
         return self.brain.flex_offer(slot, direction)
 
-    def orders(self, kind: str, slots: Sequence[int]) -> OrderIntent:
-        """Its orders for a session of ``kind`` (``day-ahead`` or ``real-time``)."""
-        if kind == "day-ahead":
-            return self.brain.day_ahead_orders(slots)
-        return self.brain.real_time_orders(slots)
+    def orders(self, session: SessionPlan) -> OrderIntent:
+        """Its orders for a session of the day (day-ahead, intraday or real-time)."""
+        return self.brain.session_orders(session)
 
     def salt(self, session: int) -> bytes:
         """Its commitment salt in an on-chain session."""
@@ -111,11 +109,11 @@ class AggregatorAgent(mesa.Agent):
         self.address = address
         self.salt_seed = salt_seed
 
-    def orders(self, kind: str, slots: Sequence[int]) -> OrderIntent:
-        """Its plan in the day-ahead session; nothing in real time."""
-        if kind == "day-ahead":
-            return self.brain.day_ahead_orders(slots)
-        return OrderIntent((0.0,) * len(slots), (0.0,) * len(slots))
+    def orders(self, session: SessionPlan) -> OrderIntent:
+        """Its plan in the day-ahead session; nothing in the later sessions."""
+        if session.kind == "day-ahead":
+            return self.brain.day_ahead_orders(session.slots)
+        return OrderIntent((0.0,) * len(session.slots), (0.0,) * len(session.slots))
 
     def salt(self, session: int) -> bytes:
         """Its commitment salt in an on-chain session (same scheme as the households')."""

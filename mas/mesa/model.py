@@ -7,8 +7,10 @@ at each tick, in this order:
   against the coordination price until the import limit holds or the rounds run out); the
   aggregator's fleet plan; the DSO's voltage check and flexibility calls; then the
   **day-ahead** session over the 24 hourly slots;
-* the first tick of each real-time block — the **real-time** session of that block (before any
-  of its slots is delivered, after the previous slot was);
+* the first tick of each real-time block — the **intraday** sessions whose first slot traded
+  is that block's (if ``market.intraday_every_h`` > 0; households trade their updated forecast),
+  then the **real-time** session of the block (before any of its slots is delivered, after the
+  previous slot was);
 * the last tick of each hour — **delivery** of that slot: households run it, the DSO attests
   the meters on the ledger, and every session whose slots are all attested is **settled**;
 * after the last delivery — withdrawals; the model stops.
@@ -404,7 +406,8 @@ class VdgModel(Model):
                                   for p in self.participants}
         self.credit_supply_start_nano = self.ledger.credit_supply_nano()
         self.treasury_start_nano = self.ledger.credit_nano(self.ledger.deployment.treasury)
-        self.sessions_plan = day_sessions(sc.market.real_time_block_h)
+        self.sessions_plan = day_sessions(sc.market.real_time_block_h,
+                                          sc.market.intraday_every_h)
         self.sessions: list[SessionRecord] = []
         self._unsettled: list[SessionRecord] = []
         self.rounds = 0
@@ -417,8 +420,8 @@ class VdgModel(Model):
         self.metered_state: GridState | None = None
         self.summary: dict[str, Any] | None = None
         self.setup_s = time.perf_counter() - t0
-        self.phase_s = dict.fromkeys(("plan", "day-ahead", "real-time", "delivery", "collect"),
-                                     0.0)
+        self.phase_s = dict.fromkeys(("plan", "day-ahead", "intraday", "real-time", "delivery",
+                                      "collect"), 0.0)
         self._t_init = t0
         reporters = {
             "time_h": lambda m: m.tick / TICKS_PER_SLOT if m.tick >= 0 else 0.0,
@@ -465,7 +468,7 @@ class VdgModel(Model):
                 if plan.slots[0] == t:
                     t0 = clock()
                     self._session(plan)
-                    self.phase_s["real-time"] += clock() - t0
+                    self.phase_s[plan.kind] += clock() - t0
         if quarter == TICKS_PER_SLOT - 1:
             t0 = clock()
             self._deliver(t)
@@ -540,7 +543,7 @@ class VdgModel(Model):
         sealed: dict[str, tuple[OrderVector, bytes]] = {}
         digests: list[tuple[str, bytes]] = []
         for p in self.participants:
-            intent = p.orders(plan.kind, plan.slots)
+            intent = p.orders(plan)
             if intent.empty:
                 book.commit(p.hid, None)
                 continue
@@ -591,6 +594,9 @@ class VdgModel(Model):
             tuple(s.volume_kwh for s in cl.slots), gains)
         self.sessions.append(rec)
         self._unsettled.append(rec)
+        for h in self.households:  # the market's result to each household that traded
+            if h.hid in chain:
+                h.brain.session_result(plan.name, chain[h.hid])
         log.info("session %s: %d orders, %.3f kWh traded", plan.name, len(participants),
                  sum(rec.volume_kwh))
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mas.tables import traded_by_kind
 from mas.world import SLOTS
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ def day_summary(model: VdgModel, wall_time_s: float) -> dict[str, Any]:
         "households": len(model.households),
         "trades": trades,
         "traded_kwh": round(traded_kwh, 3),
+        **traded_by_kind((r.plan.kind, sum(r.volume_kwh)) for r in model.sessions),
         "welfare_eur": round(welfare, 6),
         "savings_vs_retail_eur": round(savings, 6),
         "cost_prosumers_eur": round(cost_pro, 6),

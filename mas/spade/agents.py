@@ -26,7 +26,7 @@ from spade.message import Message
 
 from ledger.orders import OrderVector, commitment
 from mas.brains.aggregator import AggregatorBrain
-from mas.brains.auctioneer import vector_from_intent
+from mas.brains.auctioneer import SessionPlan, vector_from_intent
 from mas.brains.coordination import RoundRequest, answer_round
 from mas.brains.household import HouseholdBrain, OrderIntent
 from mas.errors import MasError, MessageError
@@ -224,7 +224,7 @@ class HouseholdAgent(VdgAgent):
             "flex.award": self.on_flex_award,
             "market.commit": self.on_commit,
             "market.reveal": self.on_reveal,
-            "market.result": self.on_ack,
+            "market.result": self.on_result,
             "deliver": self.on_deliver,
             "day.end": self.on_day_end,
         }
@@ -232,6 +232,10 @@ class HouseholdAgent(VdgAgent):
     async def on_ack(self, _sender: str, _body: Body) -> None:
         """Informs and acceptances that need no answer."""
         return
+
+    async def on_result(self, _sender: str, body: Body) -> None:
+        """Take up what cleared (an intraday trade moves the position later sessions trade)."""
+        self.brain.session_result(body["session"], body["cleared_wh"])
 
     async def on_plan_round(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
         """The household's ADMM step: re-plan against the round's price and target."""
@@ -255,10 +259,7 @@ class HouseholdAgent(VdgAgent):
         """Seal the session's orders: send only their commitment."""
         slots = list(body["slots"])
         name = body["session"]
-        if name == "da":
-            intent = self.brain.day_ahead_orders(slots)
-        else:
-            intent = self.brain.real_time_orders(slots)
+        intent = self.brain.session_orders(SessionPlan.from_name(name, slots))
         if intent.empty:
             return PROPOSE, "market.sealed", {"session": name, "commitment": None}
         vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)

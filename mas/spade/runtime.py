@@ -8,8 +8,9 @@ drives the day (DESIGN "One simulated day"):
    step on the chain's ``AdmmCoordinator``);
 2. grid check and flexibility calls where a voltage or the import limit binds;
 3. the day-ahead session: sealed commitments, reveals, clearing on chain;
-4. per block of slots: a real-time session for the deviations, then delivery and metering, the
-   DSO attesting each slot on chain;
+4. the intraday and real-time sessions in the order they close (:func:`day_sessions`), each
+   after the slots before its first one were delivered and metered (the DSO attesting each slot
+   on chain): intraday sessions trade updated forecasts, real-time ones the last deviations;
 5. settlement of every session on chain and withdrawal of what is owed.
 
 Simulated time is event-driven: each phase starts when the previous one has finished (or its
@@ -39,7 +40,7 @@ from ledger.errors import LedgerError
 from ledger.orders import OrderVector, SlotOrder
 from market.vdg import FlexibilityCall
 from mas.brains.aggregator import AggregatorBrain
-from mas.brains.auctioneer import SessionBook, day_sessions
+from mas.brains.auctioneer import SessionBook, SessionPlan, day_sessions
 from mas.brains.coordination import RoundRequest
 from mas.brains.dso import DsoBrain
 from mas.chainops import ChainOps
@@ -264,17 +265,18 @@ class DayRunner:
         await self._coordinate(dso)
         self._hook("coordinated")
         await self._flexibility(dso)
-        sessions = day_sessions(sc.market.real_time_block_h)
+        sessions = day_sessions(sc.market.real_time_block_h, sc.market.intraday_every_h)
         da = await self._session(auct, sessions[0], [*world.ids, AGGREGATOR])
         self._hook("day-ahead")
         settle_ids = [da]
         delivered = 0
-        for plan in sessions[1:]:
-            settle_ids.append(await self._session(auct, plan, list(world.ids)))
-            for t in plan.slots:
+        for plan in [*sessions[1:], None]:
+            for t in range(delivered, plan.slots[0] if plan is not None else SLOTS):
                 await self._deliver(dso, t)
                 delivered += 1
                 self.progress("delivery", delivered, SLOTS)
+            if plan is not None:
+                settle_ids.append(await self._session(auct, plan, list(world.ids)))
         self._hook("delivered")
         self.progress("settlement", 0, len(settle_ids))
         for k, sid in enumerate(settle_ids):
@@ -370,7 +372,8 @@ class DayRunner:
                                      "offers": len(usable), "procured_kw": result.procured_kw})
         self.progress("flexibility", len(calls), len(calls))
 
-    async def _session(self, auct: VdgAgent, plan: Any, names: list[str]) -> int | None:
+    async def _session(self, auct: VdgAgent, plan: SessionPlan, names: list[str]
+                       ) -> int | None:
         sc, ops = self.scenario, self.ops
         assert ops is not None
         timeout = sc.runtime.reply_timeout_s
@@ -414,8 +417,8 @@ class DayRunner:
             ops.relay_reveal(sid, name, vec, salt)
         self.progress(phase, 2, 3)
         if not book.reveals:
-            self.record.sessions.append({"session": plan.name, "chain_id": sid,
-                                         "participants": 0, "traded_kwh": 0.0})
+            self.record.sessions.append({"session": plan.name, "kind": plan.kind,
+                                         "chain_id": sid, "participants": 0, "traded_kwh": 0.0})
             self.progress(phase, 3, 3)
             return None
         clearing = ops.clear(sid)
@@ -436,7 +439,7 @@ class DayRunner:
                            cleared_wh=list(row), buy_price_ueur_per_kwh=buy,
                            sell_price_ueur_per_kwh=sell)
         self.record.sessions.append({
-            "session": plan.name, "chain_id": sid, "slots": list(plan.slots),
+            "session": plan.name, "kind": plan.kind, "chain_id": sid, "slots": list(plan.slots),
             "participants": len(book.reveals),
             "traded_kwh": sum(s.volume_wh for s in clearing.slots) / 1000,
             "buy_price_ueur_per_kwh": buy, "sell_price_ueur_per_kwh": sell,

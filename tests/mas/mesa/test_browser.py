@@ -127,9 +127,9 @@ def test_viz_renders_and_changes_on_step(server: str) -> None:
             before = _snap(page)
 
             page.get_by_role("button", name="Step").click()
-            page.wait_for_function(
+            page.wait_for_function(  # tick 0: day-ahead, the first intraday and real-time
                 "() => document.querySelector('.vdg-status')?.innerText"
-                ".includes('sessions cleared: 2')", timeout=120_000)
+                ".includes('sessions cleared: 3')", timeout=120_000)
             for _ in range(3):  # to the end of the first hour: slot 0 delivered
                 page.get_by_role("button", name="Step").click()
                 time.sleep(0.5)

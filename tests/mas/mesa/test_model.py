@@ -52,7 +52,11 @@ def test_a_day_is_96_ticks_and_conserves_money_and_energy(mesa_day: VdgModel) ->
     assert s["energy_conserved"]
     assert s["trades"] > 0
     assert s["traded_kwh"] > 0
-    assert s["sessions"] == 1 + 24 // SMALL.market.real_time_block_h
+    assert s["sessions"] == len(day_sessions(SMALL.market.real_time_block_h,
+                                          SMALL.market.intraday_every_h))
+    assert s["intraday_traded_kwh"] > 0  # the intraday sessions trade updated forecasts
+    assert s["traded_kwh"] == pytest.approx(
+        s["day_ahead_traded_kwh"] + s["intraday_traded_kwh"] + s["real_time_traded_kwh"])
     for key in ("welfare_eur", "cost_prosumers_eur", "cost_consumers_eur", "peak_import_kw",
                 "v_min_pu", "v_max_pu", "admm_iterations", "gas_used", "xmpp_messages",
                 "wall_time_s"):
@@ -162,7 +166,7 @@ def _direct_day(scenario: Scenario, led: Any, order_seed: int) -> DaySettlement:
     cleared: dict[tuple[str, str], tuple[int, ...]] = {}
     prices: dict[str, tuple[tuple[int, int], ...]] = {}
     unsettled = []
-    plans = day_sessions(sc.market.real_time_block_h)
+    plans = day_sessions(sc.market.real_time_block_h, sc.market.intraday_every_h)
 
     def run_session(plan: Any) -> None:
         sid = led.open_session(plan.slots[0], len(plan.slots), commit_s=600, reveal_s=600,
@@ -176,8 +180,7 @@ def _direct_day(scenario: Scenario, led: Any, order_seed: int) -> DaySettlement:
                 salt = agg_salt(sid)
             else:
                 b = brains[who]
-                intent = (b.day_ahead_orders(plan.slots) if plan.kind == "day-ahead"
-                          else b.real_time_orders(plan.slots))
+                intent = b.session_orders(plan)
                 salt = b.salt(sid)
             if intent is None or intent.empty:
                 book.commit(who, None)
@@ -199,6 +202,8 @@ def _direct_day(scenario: Scenario, led: Any, order_seed: int) -> DaySettlement:
         cl = led.clear(sid)
         back = {a.lower(): k for k, a in addr.items()}
         for h, row in zip(cl.households, cl.cleared_wh, strict=True):
+            if back[h.lower()] in brains:
+                brains[back[h.lower()]].session_result(plan.name, row)
             if any(row):
                 cleared[(plan.name, back[h.lower()])] = tuple(row)
         prices[plan.name] = tuple((s.buy_price_ueur_per_kwh, s.sell_price_ueur_per_kwh)

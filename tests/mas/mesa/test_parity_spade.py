@@ -42,6 +42,12 @@ def test_spade_and_mesa_settle_the_same_trades_and_payments(tmp_path: Path) -> N
     mesa = day_settlement(model)
 
     assert spade_cleared  # a day with trades, so the comparison is not vacuous
+    # the intraday sessions ran in both and traded the households' updated forecasts
+    assert any(session.startswith("id") for session, _ in spade_cleared)
+    assert mesa_summary["intraday_traded_kwh"] > 0
+    assert summary(runner, 0.0)["intraday_traded_kwh"] == mesa_summary["intraday_traded_kwh"]
+    assert summary(runner, 0.0)["real_time_traded_kwh"] == \
+        mesa_summary["real_time_traded_kwh"]
     assert spade_cleared == mesa.cleared_wh
     assert spade_prices == mesa.prices_ueur_per_kwh
     assert spade_paid == mesa.credit_change_nano
