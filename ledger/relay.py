@@ -142,6 +142,11 @@ class RawTxRelay:
     _sent: dict[str, GasRecord] = field(default_factory=dict, init=False)
     _done: dict[tuple[str, int, str], str] = field(default_factory=dict, init=False)
 
+    @property
+    def relayed(self) -> Mapping[str, GasRecord]:
+        """Every transaction relayed so far, by transaction hash as in the gas log."""
+        return {r.tx_hash: r for r in self._sent.values()}
+
     def next_nonce(self, address: str) -> int:
         """The nonce the next transaction of ``address`` must carry."""
         a = to_checksum_address(address)
