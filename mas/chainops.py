@@ -85,26 +85,30 @@ class ChainOps:
                 "market": self.ledger.c["market"].address,
                 "credit": self.ledger.c["credit"].address}
 
-    def register(self, addresses: Mapping[str, str]) -> None:
+    def register(self, addresses: Mapping[str, str]) -> dict[str, ProtocolStateError]:
         """Register the participants' own addresses: role, meter, gas money and Credit.
 
-        Raises:
-            ProtocolStateError: an unknown participant, one registered already, or an address
-                another participant (or the operator) uses.
+        Returns:
+            The participants refused, with why: unknown, joined already, or an address another
+            participant (or the operator) uses. The others are registered.
         """
         taken = {a.lower() for a in self.address.values()}
         new: dict[str, str] = {}
+        refused: dict[str, ProtocolStateError] = {}
         for who, address in addresses.items():
             a = to_checksum_address(address)
             if who not in self.participants or who in self.address:
-                raise ProtocolStateError(f"participant {who!r}: unknown or joined already")
-            if a.lower() in taken or self.ledger.chain.holds_key(a):
-                raise ProtocolStateError(f"participant {who!r}: address {a} is taken")
-            taken.add(a.lower())
-            new[who] = a
+                refused[who] = ProtocolStateError(f"participant {who!r}: unknown or joined "
+                                                  "already")
+            elif a.lower() in taken or self.ledger.chain.holds_key(a):
+                refused[who] = ProtocolStateError(f"participant {who!r}: address {a} is taken")
+            else:
+                taken.add(a.lower())
+                new[who] = a
         self.ledger.register_households(list(new.values()), credit_eur=self.credit_eur)
         self.address.update(new)
         self.start_nano.update({p: self.ledger.credit_nano(a) for p, a in new.items()})
+        return refused
 
     def terms(self, who: str, fn: str) -> dict[str, int]:
         """Nonce, gas limit and fee cap of ``who``'s next transaction (``fn`` in RAW_GAS)."""

@@ -398,12 +398,14 @@ class DayRunner:
                                  lambda n: auct.send_body(n, CFP, "account.join", **terms),
                                  timeout)
         addresses = {n: told[n]["address"] for n in names if n in told}
-        ops.register(addresses)
+        for name, exc in ops.register(addresses).items():
+            self._refuse(auct, name, "join", exc)
+        joined = [n for n in addresses if n in ops.address]
         approvals = await auct.gather(
-            "account.approval", "", -1, list(addresses),
+            "account.approval", "", -1, joined,
             lambda n: auct.send_body(n, CFP, "account.approve", **ops.terms(n, "approve")),
             timeout)
-        for name in addresses:
+        for name in joined:
             if name in approvals:
                 try:
                     ops.relay_approval(name, approvals[name]["raw_tx"])
