@@ -5,8 +5,10 @@ Two backends reach a chain through the same :class:`Chain`:
 * ``embedded`` — web3's ``EthereumTesterProvider`` (py-evm in this process), the default;
 * ``url`` — any JSON-RPC node (anvil, geth, besu) given by its HTTP URL.
 
-Every account the ledger uses is a local key (deterministic from a seed, so a seeded run
-reproduces its addresses); transactions are signed here and sent raw. Accounts are funded from
+Every account the ledger acts for is a local key (deterministic from a seed, so a seeded run
+reproduces its addresses); transactions are signed here and sent raw. Transactions signed
+elsewhere (households holding their own keys) are sent as they are (:meth:`SignedTx.external`,
+checked first by :mod:`ledger.relay`). Accounts are funded from
 the node's first unlocked account (the embedded chain's and anvil's are) or from a funded key.
 """
 

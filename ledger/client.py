@@ -43,7 +43,9 @@ class Web3Ledger:
     """The ledger on a real EVM (embedded py-evm or any JSON-RPC node).
 
     Create with :meth:`deploy`. Every account the ledger acts for is a local key held by
-    ``chain``; methods take addresses and sign with the matching key.
+    ``chain``; methods take addresses and sign with the matching key. Households that keep
+    their own keys are registered with :meth:`register_households` and sign for themselves
+    (their transactions reach the chain through :class:`ledger.relay.RawTxRelay`).
     """
 
     def __init__(
@@ -209,7 +211,7 @@ class Web3Ledger:
         self.chain.send_batch(self._registration(addrs, credit_eur))
 
     def _registration(
-        self, addrs: list[str], credit_eur: float
+        self, addrs: Sequence[str], credit_eur: float
     ) -> list[tuple[LocalAccount, dict[str, Any], str]]:
         """Fund and grant the role now; return the meter and credit items still to send."""
         self.chain.fund(addrs)

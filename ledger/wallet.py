@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -43,7 +43,7 @@ def _functions(contract: str) -> dict[str, tuple[bytes, tuple[str, ...], tuple[s
         if item.get("type") == "function":
             types = tuple(i["type"] for i in item["inputs"])
             names = tuple(i["name"] for i in item["inputs"])
-            out[item["name"]] = (function_abi_to_4byte_selector(item), types, names)
+            out[item["name"]] = (function_abi_to_4byte_selector(cast(Any, item)), types, names)
     return out
 
 
@@ -169,7 +169,7 @@ class Wallet:
         if self.nonce is not None and terms.nonce != self.nonce:
             log.info("%s: nonce %d from the operator, %d counted here; using the operator's",
                      self.address, terms.nonce, self.nonce)
-        tx = {"to": to_checksum_address(terms.to), "value": 0,
+        tx: dict[str, Any] = {"to": to_checksum_address(terms.to), "value": 0,
               "data": encode_call(contract, fn, args), "gas": terms.gas,
               "nonce": terms.nonce, "chainId": terms.chain_id,
               "maxFeePerGas": terms.max_fee_wei, "maxPriorityFeePerGas": terms.priority_fee_wei}
