@@ -5,8 +5,10 @@ Two backends reach a chain through the same :class:`Chain`:
 * ``embedded`` — web3's ``EthereumTesterProvider`` (py-evm in this process), the default;
 * ``url`` — any JSON-RPC node (anvil, geth, besu) given by its HTTP URL.
 
-Every account the ledger uses is a local key (deterministic from a seed, so a seeded run
-reproduces its addresses); transactions are signed here and sent raw. Accounts are funded from
+Every account the ledger acts for is a local key (deterministic from a seed, so a seeded run
+reproduces its addresses); transactions are signed here and sent raw. Transactions signed
+elsewhere (households holding their own keys) are sent as they are (:meth:`SignedTx.external`,
+checked first by :mod:`ledger.relay`). Accounts are funded from
 the node's first unlocked account (the embedded chain's and anvil's are) or from a funded key.
 """
 
@@ -59,13 +61,38 @@ class GasRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalSigner:
+    """The address of an account whose key this process does not hold."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    raw_transaction: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class SignedTx:
-    """A transaction signed ahead of sending."""
+    """A transaction signed ahead of sending.
+
+    Attributes:
+        signed: the signed transaction (``signed.raw_transaction`` are the bytes sent).
+        tx: its fields (``to``, ``data``, ``value``, ``gas``), replayed to decode a revert.
+        acct: the signer: a local key, or an :class:`ExternalSigner` for a transaction signed
+            elsewhere and relayed here.
+        label: ``"Contract.function"`` for the gas log.
+    """
 
     signed: Any
     tx: dict[str, Any]
-    acct: LocalAccount
+    acct: LocalAccount | ExternalSigner
     label: str
+
+    @classmethod
+    def external(cls, raw: bytes, tx: dict[str, Any], sender: str, label: str) -> SignedTx:
+        """A transaction signed by an account whose key stays with its owner."""
+        return cls(_Raw(bytes(raw)), tx, ExternalSigner(to_checksum_address(sender)), label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +246,10 @@ class Chain:
         if fund:
             self.fund([acct.address])
         return acct
+
+    def holds_key(self, address: str) -> bool:
+        """True when this process holds the private key of ``address``."""
+        return to_checksum_address(address) in self._keys
 
     def key(self, address: str) -> LocalAccount:
         """The local key of an address this chain created."""
@@ -396,6 +427,15 @@ class Chain:
             out.append(record)
         return out
 
+    def fee_cap_wei(self) -> int:
+        """A ``maxFeePerGas`` that stays valid for the next transactions (told to signers)."""
+        return self._max_fee()
+
+    def pending_nonce(self, address: str) -> int:
+        """The node's next nonce of ``address``, counting transactions still in its pool."""
+        return int(self._retry(
+            lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")))
+
     # ------------------------------------------------------------------------ internals
 
     def _sign(self, acct: LocalAccount, tx: dict[str, Any]) -> Any:
@@ -420,9 +460,7 @@ class Chain:
 
     def _next_nonce(self, address: str) -> int:
         if address not in self._nonces:
-            self._nonces[address] = self._retry(
-                lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")
-            )
+            self._nonces[address] = self.pending_nonce(address)
         n = self._nonces[address]
         self._nonces[address] = n + 1
         return n
@@ -439,7 +477,9 @@ class Chain:
             raise decode_revert(data) from exc
         return self._finish(h, tx, acct, label)
 
-    def _finish(self, h: Any, tx: dict[str, Any], acct: LocalAccount, label: str) -> Any:
+    def _finish(
+        self, h: Any, tx: dict[str, Any], acct: LocalAccount | ExternalSigner, label: str
+    ) -> Any:
         receipt = self._receipt(h)
         if receipt["status"] != 1:
             raise self._replay_revert(tx, acct, receipt["blockNumber"])
@@ -465,7 +505,9 @@ class Chain:
                     self._nudge_mining(self.w3.provider)
                 delay = min(2 * delay, 0.1)
 
-    def _replay_revert(self, tx: dict[str, Any], acct: LocalAccount, block: int) -> ContractRevert:
+    def _replay_revert(
+        self, tx: dict[str, Any], acct: LocalAccount | ExternalSigner, block: int
+    ) -> ContractRevert:
         call = {k: v for k, v in tx.items() if k in ("to", "data", "value", "gas")}
         call["from"] = acct.address
         try:

@@ -43,7 +43,9 @@ class Web3Ledger:
     """The ledger on a real EVM (embedded py-evm or any JSON-RPC node).
 
     Create with :meth:`deploy`. Every account the ledger acts for is a local key held by
-    ``chain``; methods take addresses and sign with the matching key.
+    ``chain``; methods take addresses and sign with the matching key. Households that keep
+    their own keys are registered with :meth:`register_households` and sign for themselves
+    (their transactions reach the chain through :class:`ledger.relay.RawTxRelay`).
     """
 
     def __init__(
@@ -191,8 +193,28 @@ class Web3Ledger:
     def add_households(self, n: int, *, credit_eur: float = 0.0) -> list[str]:
         """Create ``n`` households: role, meter key, approvals of market and billing, credit."""
         accts = [self.chain.new_account(fund=False) for _ in range(n)]
-        self.chain.fund([a.address for a in accts])
-        addrs: list[str] = [str(a.address) for a in accts]
+        addrs = [str(a.address) for a in accts]
+        items = self._registration(addrs, credit_eur)
+        for a in accts:
+            items.append(self._item("credit", "approve", [self.c["market"].address, MAX_UINT], a))
+            items.append(self._item("credit", "approve", [self.c["billing"].address, MAX_UINT], a))
+        self.chain.send_batch(items)
+        return addrs
+
+    def register_households(self, addresses: Sequence[str], *, credit_eur: float = 0.0) -> None:
+        """Register accounts whose keys stay with their households: role, meter, gas, credit.
+
+        The household approves the market's (and billing's) use of its Credit itself, with a
+        transaction it signs (``Credit.approve``), before its first reveal.
+        """
+        addrs = [to_checksum_address(a) for a in addresses]
+        self.chain.send_batch(self._registration(addrs, credit_eur))
+
+    def _registration(
+        self, addrs: Sequence[str], credit_eur: float
+    ) -> list[tuple[LocalAccount, dict[str, Any], str]]:
+        """Fund and grant the role now; return the meter and credit items still to send."""
+        self.chain.fund(addrs)
         # ≈ 25k gas per account: chunks of 200 keep each transaction near 5M gas
         grants = [
             self._item(
@@ -203,20 +225,15 @@ class Web3Ledger:
         self.chain.send_batch(grants)  # mined before the meters, which need the role
         items = []
         nano = eur_to_nano("credit_eur", credit_eur) if credit_eur > 0 else 0
-        for a in accts:
+        for a in addrs:
             meter = self.chain.new_account(fund=False)
-            self._meters[a.address] = meter
+            self._meters[a] = meter
             items.append(
-                self._item(
-                    "registry", "registerMeter", [a.address, meter.address], self.roles["dso"]
-                )
+                self._item("registry", "registerMeter", [a, meter.address], self.roles["dso"])
             )
-            items.append(self._item("credit", "approve", [self.c["market"].address, MAX_UINT], a))
-            items.append(self._item("credit", "approve", [self.c["billing"].address, MAX_UINT], a))
             if nano:
-                items.append(self._item("credit", "mint", [a.address, nano], self.roles["admin"]))
-        self.chain.send_batch(items)
-        return addrs
+                items.append(self._item("credit", "mint", [a, nano], self.roles["admin"]))
+        return items
 
     def meter_of(self, household: str) -> str:
         """The meter key address registered for a household."""

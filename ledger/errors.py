@@ -53,3 +53,17 @@ class ChainUnavailableError(LedgerError, ConnectionError):
 
 class ProtocolError(LedgerError, ValueError):
     """A ledger call was made out of order or with inconsistent arguments (checked client-side)."""
+
+
+class RawTxError(LedgerError, ValueError):
+    """A pre-signed transaction was refused before sending (nothing reached the chain).
+
+    Attributes:
+        field: the part at fault (``"sender"``, ``"to"``, ``"chainId"``, ``"session"``, ...).
+        value: the offending value.
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(f"raw transaction: {field}={value!r}: {reason}")
+        self.field = field
+        self.value = value

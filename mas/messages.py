@@ -18,10 +18,17 @@ kind                   performative  fields
 ``flex.call``          cfp           session (call id), slot, direction, p_kw, price_cap
 ``flex.offer``         propose       session, p_kw, price_eur_per_kwh (or p_kw 0: nothing)
 ``flex.award``         accept-prop.  session, slot, direction, p_kw
-``market.commit``      cfp           session, chain_session, slots[], address
-``market.sealed``      propose       session, commitment (hex, 32 bytes) or null
-``market.reveal``      cfp           session
-``market.orders``      propose       session, qty_wh[], price_ueur_per_kwh[], salt (hex)
+``account.join``      cfp           chain_id, market, credit (contract addresses)
+``account.address``   propose       address (the participant's own account)
+``account.approve``   cfp           nonce, gas, max_fee_wei (sign Credit.approve(market))
+``account.approval``  propose       raw_tx (hex)
+``market.commit``      cfp           session, chain_session, slots[], address, nonce, gas,
+                                     max_fee_wei
+``market.sealed``      propose       session, commitment (hex, 32 bytes) or null, raw_tx or null
+``market.reveal``      cfp           session, nonce, gas, max_fee_wei
+``market.orders``      propose       session, qty_wh[], price_ueur_per_kwh[], salt (hex), raw_tx
+``account.withdraw``  cfp           nonce, gas, max_fee_wei (sign VdgMarket.withdraw())
+``account.withdrawal``  propose     raw_tx (hex)
 ``market.result``      inform        session, cleared_wh[], buy/sell price per slot
 ``fleet.forecast``     inform        net_export_kw[24] (the neighbourhood's expected position)
 ``deliver``            inform        slot (run the slot for real)
@@ -29,6 +36,10 @@ kind                   performative  fields
 ``day.end``            inform        (none)
 ``error``              failure/n-u   error (text)
 =====================  ============  =========================================================
+
+``raw_tx`` is a transaction the participant signed with its own key (EIP-1559, hex); the
+operator fixes chain, contract, nonce and gas in the request and relays the bytes
+(:mod:`ledger.relay`). No message carries a private key.
 """
 
 from __future__ import annotations
@@ -105,6 +116,20 @@ def _hex(n_bytes: int, nullable: bool = False) -> Check:
     return check
 
 
+def _hex_up_to(max_bytes: int, nullable: bool = False) -> Check:
+    def check(name: str, v: Any) -> bytes | None:
+        if v is None and nullable:
+            return None
+        if not isinstance(v, str) or not 0 < len(v) <= 2 * max_bytes or len(v) % 2:
+            raise MessageError(f"field {name!r} must be 1..{max_bytes} bytes as hex, "
+                               f"got {v!r:.80}")
+        try:
+            return bytes.fromhex(v)
+        except ValueError:
+            raise MessageError(f"field {name!r} is not hex: {v!r:.80}") from None
+    return check
+
+
 def _nullable(check: Check) -> Check:
     def inner(name: str, v: Any) -> Any:
         return None if v is None else check(name, v)
@@ -129,6 +154,9 @@ _PRICE = _num(-1e3, 1e3)
 _PROFILE_KW = _list(_KW, SLOTS, SLOTS)
 _WH = _int(-(2**31 - 1), 2**31 - 1)
 _UPRICE = _int(0, 2**32 - 1)
+_RAW_TX = _hex_up_to(4096)
+_TERMS: dict[str, Check] = {"nonce": _int(0, 2**63), "gas": _int(21_000, 30_000_000),
+                            "max_fee_wei": _int(1, 10**15)}
 
 SCHEMAS: dict[str, dict[str, Check]] = {
     "plan.round": {"round": _ROUND, "lam_eur_per_kwh": _list(_PRICE, SLOTS, SLOTS),
@@ -141,12 +169,20 @@ SCHEMAS: dict[str, dict[str, Check]] = {
     "flex.offer": {"session": _SESSION, "p_kw": _num(0, 1e4), "price_eur_per_kwh": _PRICE},
     "flex.award": {"session": _SESSION, "slot": _SLOT, "direction": _choice("up", "down"),
                    "p_kw": _num(0, 1e4)},
+    "account.join": {"chain_id": _int(1, 2**63), "market": _address, "credit": _address},
+    "account.address": {"address": _address},
+    "account.approve": dict(_TERMS),
+    "account.approval": {"raw_tx": _RAW_TX},
+    "account.withdraw": dict(_TERMS),
+    "account.withdrawal": {"raw_tx": _RAW_TX},
     "market.commit": {"session": _SESSION, "chain_session": _int(0, 2**63),
-                      "slots": _list(_SLOT, 1, SLOTS), "address": _address},
-    "market.sealed": {"session": _SESSION, "commitment": _hex(32, nullable=True)},
-    "market.reveal": {"session": _SESSION},
+                      "slots": _list(_SLOT, 1, SLOTS), "address": _address, **_TERMS},
+    "market.sealed": {"session": _SESSION, "commitment": _hex(32, nullable=True),
+                      "raw_tx": _hex_up_to(4096, nullable=True)},
+    "market.reveal": {"session": _SESSION, **_TERMS},
     "market.orders": {"session": _SESSION, "qty_wh": _list(_WH, 1, SLOTS),
-                      "price_ueur_per_kwh": _list(_UPRICE, 1, SLOTS), "salt": _hex(32)},
+                      "price_ueur_per_kwh": _list(_UPRICE, 1, SLOTS), "salt": _hex(32),
+                      "raw_tx": _RAW_TX},
     "market.result": {"session": _SESSION, "cleared_wh": _list(_WH, 1, SLOTS),
                       "buy_price_ueur_per_kwh": _list(_UPRICE, 1, SLOTS),
                       "sell_price_ueur_per_kwh": _list(_UPRICE, 1, SLOTS)},

@@ -251,14 +251,22 @@ def _run_mesa(sc: Scenario, out: Path, ledger: str, chain: str | None, xmpp: str
 @click.option("--password", default="vdg", show_default=True, help="XMPP account password.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/agents"),
               show_default=True, help="Output directory of the operator role.")
+@click.option("--key-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              envvar="VDG_KEY_FILE", default=None,
+              help="JSON object id -> private key of the household and aggregator agents "
+                   "started here (env VDG_KEY_FILE). Without it keys are derived from the "
+                   "seed: simulation only.")
 @click.pass_context
 def agents(ctx: click.Context, roles: str, ids: str, xmpp: str, chain: str | None,
            scenario_name: str, households: int | None, seed: int | None, password: str,
-           out: Path) -> None:
+           out: Path, key_file: Path | None) -> None:
     """Start some of a scenario's agents on this machine, joining an existing XMPP server.
 
-    Every machine must use the same scenario, households and seed.
+    Every machine must use the same scenario, households and seed. Households and the
+    aggregator sign their market transactions with their own keys (--key-file); the operator
+    only relays them.
     """
+    from ledger.wallet import load_keys  # noqa: PLC0415
     from mas.errors import ScenarioError  # noqa: PLC0415
     from mas.spade.loop import run_agents  # noqa: PLC0415
     from mas.spade.worker import (  # noqa: PLC0415
@@ -288,14 +296,15 @@ def agents(ctx: click.Context, roles: str, ids: str, xmpp: str, chain: str | Non
     deadline = sc.runtime.day_deadline_s
     if not driver:
         n = len(build_world(sc).households)
+        keys = load_keys(key_file) if key_file else None
 
         async def serve() -> None:
             jobs = []
             if "household" in wanted:
                 jobs.append(run_households(sc, parse_ids(ids, n), domain, port, password,
-                                           deadline))
+                                           deadline, keys))
             if "aggregator" in wanted:
-                jobs.append(run_aggregator(sc, domain, port, password, deadline))
+                jobs.append(run_aggregator(sc, domain, port, password, deadline, keys))
             await asyncio.gather(*jobs)
 
         run_agents(serve)

@@ -8,6 +8,10 @@ agent keeps running with its state untouched. Requests are handled once per
 ``(kind, session, round, sender)``; a repeated request gets the stored answer again, so an
 initiator may resend after a lost message. Initiators wait for replies with a deadline
 (:meth:`VdgAgent.gather`), resending to the silent ones.
+
+Market participants (:class:`SigningAgent`: households and the aggregator) hold their own key
+in a :class:`ledger.wallet.Wallet` and answer the operator's requests with transactions they
+signed themselves (``raw_tx``); the key never leaves the agent.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from spade.agent import Agent
 from spade.behaviour import CyclicBehaviour
 from spade.message import Message
 
+from ledger.client import MAX_UINT
 from ledger.orders import OrderVector, commitment
+from ledger.wallet import TxTerms, Wallet, simulation_key
 from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionPlan, vector_from_intent
 from mas.brains.coordination import RoundRequest, answer_round
 from mas.brains.household import HouseholdBrain, OrderIntent
-from mas.errors import MasError, MessageError
+from mas.errors import MasError, MessageError, ProtocolStateError
 from mas.messages import Body, dump, parse
 
 log = logging.getLogger(__name__)
@@ -38,7 +44,8 @@ CFP, PROPOSE, ACCEPT, INFORM = "cfp", "propose", "accept-proposal", "inform"
 FAILURE, NOT_UNDERSTOOD = "failure", "not-understood"
 AGGREGATOR = "agg"
 """The aggregator agent's name."""
-REPLY_KINDS = {"plan.answer", "flex.offer", "market.sealed", "market.orders", "meter.reading"}
+REPLY_KINDS = {"plan.answer", "flex.offer", "market.sealed", "market.orders", "meter.reading",
+               "account.address", "account.approval", "account.withdrawal"}
 
 Handler = Callable[[str, Body], Awaitable[tuple[str, str, dict[str, Any]] | None]]
 
@@ -209,15 +216,86 @@ class VdgAgent(Agent):
         return {n: got[n] for n in everyone if n in got}
 
 
-class HouseholdAgent(VdgAgent):
-    """A household's trading agent around its :class:`HouseholdBrain`."""
+class SigningAgent(VdgAgent):
+    """A market participant that signs its own transactions; the operator only relays them.
 
-    def __init__(self, brain: HouseholdBrain, domain: str, port: int, password: str) -> None:
-        super().__init__(brain.spec.id, domain, port, password)
+    Args:
+        name: local part of the JID.
+        domain, port, password: as for :class:`VdgAgent`.
+        wallet: the participant's key.
+    """
+
+    def __init__(self, name: str, domain: str, port: int, password: str, wallet: Wallet) -> None:
+        super().__init__(name, domain, port, password)
+        self.wallet = wallet
+        self.chain: dict[str, Any] | None = None
+
+    def account_handlers(self) -> dict[str, Handler]:
+        """Handlers of the join and withdrawal requests."""
+        return {"account.join": self.on_join, "account.approve": self.on_approve,
+                "account.withdraw": self.on_withdraw}
+
+    async def on_join(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Learn the chain and the contracts; tell the operator the account's address."""
+        self.chain = dict(body.fields)
+        return PROPOSE, "account.address", {"address": self.wallet.address}
+
+    def sign(self, body: Body, fn: str, args: list[Any], session: int = -1) -> bytes:
+        """Sign ``fn(*args)`` under the nonce and gas of the operator's request ``body``."""
+        if self.chain is None:
+            raise ProtocolStateError(f"{self.name_}: asked to sign {fn} before account.join")
+        contract, to = ("Credit", "credit") if fn == "approve" else ("VdgMarket", "market")
+        terms = TxTerms(self.chain["chain_id"], self.chain[to], body["nonce"], body["gas"],
+                        body["max_fee_wei"])
+        return self.wallet.sign(terms, contract, fn, args, session)
+
+    async def on_approve(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Let the market take escrow from the account's Credit."""
+        market = self.chain["market"] if self.chain else ""  # sign() refuses before the join
+        raw = self.sign(body, "approve", [market, MAX_UINT])
+        return PROPOSE, "account.approval", {"raw_tx": raw}
+
+    async def on_withdraw(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
+        """Pull what settlement credited to the account."""
+        return PROPOSE, "account.withdrawal", {"raw_tx": self.sign(body, "withdraw", [])}
+
+    def seal(self, body: Body, vec: OrderVector, salt: bytes) -> tuple[bytes, bytes]:
+        """Commitment of ``vec`` in the request's session and the signed commit transaction."""
+        if body["address"].lower() != self.wallet.address.lower():
+            raise ProtocolStateError(f"field 'address': {body['address']} is not this "
+                                     f"participant's account {self.wallet.address}")
+        sid = body["chain_session"]
+        digest = commitment(sid, self.wallet.address, vec.encode(), salt)
+        return digest, self.sign(body, "commit", [sid, digest], sid)
+
+    def orders_body(self, body: Body, sid: int, vec: OrderVector,
+                    salt: bytes) -> tuple[str, str, dict[str, Any]]:
+        """The reveal answer: the orders, the salt and the signed reveal transaction."""
+        raw = self.sign(body, "reveal", [sid, vec.encode(), salt], sid)
+        return PROPOSE, "market.orders", {
+            "session": body["session"], "qty_wh": [s.qty_wh for s in vec.slots],
+            "price_ueur_per_kwh": [s.price_ueur_per_kwh for s in vec.slots], "salt": salt,
+            "raw_tx": raw}
+
+
+class HouseholdAgent(SigningAgent):
+    """A household's trading agent around its :class:`HouseholdBrain`.
+
+    Args:
+        brain: the household's decisions.
+        domain, port, password: as for :class:`VdgAgent`.
+        wallet: the household's key (default: derived from the seed — simulation only).
+    """
+
+    def __init__(self, brain: HouseholdBrain, domain: str, port: int, password: str,
+                 wallet: Wallet | None = None) -> None:
+        super().__init__(brain.spec.id, domain, port, password,
+                         wallet or Wallet(simulation_key(brain.salt_seed, brain.spec.id)))
         self.brain = brain
-        self.sealed: dict[str, tuple[OrderIntent, bytes, bytes]] = {}
+        self.sealed: dict[str, tuple[OrderIntent, bytes, int]] = {}
         self.done = asyncio.Event()
         self.handlers = {
+            **self.account_handlers(),
             "plan.round": self.on_plan_round,
             "plan.final": self.on_ack,
             "flex.call": self.on_flex_call,
@@ -256,28 +334,26 @@ class HouseholdAgent(VdgAgent):
         self.brain.accept_flex(body["slot"], body["direction"], body["p_kw"])
 
     async def on_commit(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
-        """Seal the session's orders: send only their commitment."""
+        """Seal the session's orders: send only their commitment, in a signed transaction."""
         slots = list(body["slots"])
         name = body["session"]
         intent = self.brain.session_orders(SessionPlan.from_name(name, slots))
         if intent.empty:
-            return PROPOSE, "market.sealed", {"session": name, "commitment": None}
+            return PROPOSE, "market.sealed", {"session": name, "commitment": None, "raw_tx": None}
         vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
         salt = self.brain.salt(body["chain_session"])
-        digest = commitment(body["chain_session"], body["address"], vec.encode(), salt)
-        self.sealed[name] = (intent, salt, digest)
-        return PROPOSE, "market.sealed", {"session": name, "commitment": digest}
+        digest, raw = self.seal(body, vec, salt)
+        self.sealed[name] = (intent, salt, body["chain_session"])
+        return PROPOSE, "market.sealed", {"session": name, "commitment": digest, "raw_tx": raw}
 
     async def on_reveal(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
-        """Open the sealed orders."""
+        """Open the sealed orders (and sign the reveal)."""
         name = body["session"]
         if name not in self.sealed:
             raise MessageError(f"field 'session': nothing sealed for session {name!r}")
-        intent, salt, _ = self.sealed[name]
+        intent, salt, sid = self.sealed[name]
         vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
-        return PROPOSE, "market.orders", {
-            "session": name, "qty_wh": [s.qty_wh for s in vec.slots],
-            "price_ueur_per_kwh": [s.price_ueur_per_kwh for s in vec.slots], "salt": salt}
+        return self.orders_body(body, sid, vec, salt)
 
     async def on_deliver(self, _sender: str, body: Body) -> tuple[str, str, dict[str, Any]]:
         """Run a slot for real and report the meter."""
@@ -290,19 +366,28 @@ class HouseholdAgent(VdgAgent):
         self.done.set()
 
 
-class AggregatorAgent(VdgAgent):
-    """The aggregator's agent: bids its fleet plan into the day-ahead session."""
+class AggregatorAgent(SigningAgent):
+    """The aggregator's agent: bids its fleet plan into the day-ahead session.
+
+    Args:
+        brain: the aggregator's decisions.
+        salt_seed: seed of its commit salts (and of its simulation key when ``wallet`` is not
+            given).
+        domain, port, password: as for :class:`VdgAgent`.
+        wallet: the aggregator's key.
+    """
 
     def __init__(self, brain: AggregatorBrain, salt_seed: int, domain: str, port: int,
-                 password: str) -> None:
-        super().__init__(AGGREGATOR, domain, port, password)
+                 password: str, wallet: Wallet | None = None) -> None:
+        super().__init__(AGGREGATOR, domain, port, password,
+                         wallet or Wallet(simulation_key(salt_seed, AGGREGATOR)))
         self.brain = brain
         self.salt_seed = salt_seed
-        self.sealed: dict[str, tuple[OrderVector, bytes]] = {}
+        self.sealed: dict[str, tuple[OrderVector, bytes, int]] = {}
         self.done = asyncio.Event()
-        self.handlers = {"fleet.forecast": self.on_forecast, "market.commit": self.on_commit,
-                         "market.reveal": self.on_reveal, "market.result": self.on_result,
-                         "day.end": self.on_day_end}
+        self.handlers = {**self.account_handlers(), "fleet.forecast": self.on_forecast,
+                         "market.commit": self.on_commit, "market.reveal": self.on_reveal,
+                         "market.result": self.on_result, "day.end": self.on_day_end}
 
     async def on_forecast(self, _s: str, body: Body) -> None:
         """Plan the fleet from the neighbourhood's expected position."""
@@ -321,17 +406,18 @@ class AggregatorAgent(VdgAgent):
         name = body["session"]
         intent = self.brain.day_ahead_orders(list(body["slots"]))
         if name != "da" or intent.empty:
-            return PROPOSE, "market.sealed", {"session": name, "commitment": None}
+            return PROPOSE, "market.sealed", {"session": name, "commitment": None, "raw_tx": None}
         vec = vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
         salt = hashlib.sha256(f"vdg-salt:{self.salt_seed}:agg:{body['chain_session']}"
                               .encode()).digest()
-        self.sealed[name] = (vec, salt)
-        digest = commitment(body["chain_session"], body["address"], vec.encode(), salt)
-        return PROPOSE, "market.sealed", {"session": name, "commitment": digest}
+        digest, raw = self.seal(body, vec, salt)
+        self.sealed[name] = (vec, salt, body["chain_session"])
+        return PROPOSE, "market.sealed", {"session": name, "commitment": digest, "raw_tx": raw}
 
     async def on_reveal(self, _s: str, body: Body) -> tuple[str, str, dict[str, Any]]:
-        """Open the sealed bids."""
-        vec, salt = self.sealed[body["session"]]
-        return PROPOSE, "market.orders", {
-            "session": body["session"], "qty_wh": [s.qty_wh for s in vec.slots],
-            "price_ueur_per_kwh": [s.price_ueur_per_kwh for s in vec.slots], "salt": salt}
+        """Open the sealed bids (and sign the reveal)."""
+        if body["session"] not in self.sealed:
+            raise MessageError(f"field 'session': nothing sealed for session "
+                               f"{body['session']!r}")
+        vec, salt, sid = self.sealed[body["session"]]
+        return self.orders_body(body, sid, vec, salt)

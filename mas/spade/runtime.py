@@ -4,6 +4,9 @@
 agents over worker processes, runs the DSO, auctioneer and aggregator agents in this process and
 drives the day (DESIGN "One simulated day"):
 
+0. the participants join: each tells its own address, the operator registers and funds it,
+   and relays the approval the participant signed (participants sign every market
+   transaction themselves; :mod:`mas.chainops`);
 1. consensus ADMM rounds of the DSO's grid copy with every household's plan (the aggregator
    step on the chain's ``AdmmCoordinator``);
 2. grid check and flexibility calls where a voltage or the import limit binds;
@@ -11,7 +14,8 @@ drives the day (DESIGN "One simulated day"):
 4. the intraday and real-time sessions in the order they close (:func:`day_sessions`), each
    after the slots before its first one were delivered and metered (the DSO attesting each slot
    on chain): intraday sessions trade updated forecasts, real-time ones the last deviations;
-5. settlement of every session on chain and withdrawal of what is owed.
+5. settlement of every session on chain and withdrawal of what is owed (signed by each
+   participant, relayed by the operator).
 
 Simulated time is event-driven: each phase starts when the previous one has finished (or its
 deadline passed), so a day takes as long as its messages and transactions. Every wait has a
@@ -36,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ledger.errors import LedgerError
+from ledger.errors import ContractRevert, LedgerError, RawTxError
 from ledger.orders import OrderVector, SlotOrder
 from market.vdg import FlexibilityCall
 from mas.brains.aggregator import AggregatorBrain
@@ -47,7 +51,15 @@ from mas.chainops import ChainOps
 from mas.errors import MasError, RuntimeFailureError
 from mas.messages import Body
 from mas.scenario import Scenario
-from mas.spade.agents import ACCEPT, AGGREGATOR, CFP, INFORM, AggregatorAgent, VdgAgent
+from mas.spade.agents import (
+    ACCEPT,
+    AGGREGATOR,
+    CFP,
+    FAILURE,
+    INFORM,
+    AggregatorAgent,
+    VdgAgent,
+)
 from mas.spade.loop import run_agents
 from mas.spade.server import EmbeddedXmppServer
 from mas.world import SLOTS, World, build_world
@@ -261,6 +273,7 @@ class DayRunner:
             await asyncio.get_running_loop().run_in_executor(
                 None, self._wait_workers_ready, sc.runtime.day_deadline_s / 2)
         self.progress("start", 4, 4)
+        await self._join(auct, [*world.ids, AGGREGATOR])
         self._hook("ready")
         await self._coordinate(dso)
         self._hook("coordinated")
@@ -283,7 +296,7 @@ class DayRunner:
             if sid is not None:
                 ops.settle(sid)
             self.progress("settlement", k + 1, len(settle_ids))
-        ops.withdraw_all()
+        await self._withdraw(auct)
         for name in [*world.ids, AGGREGATOR]:
             dso.send_body(name, INFORM, "day.end")
         await asyncio.sleep(0.5)  # let the last informs leave before the streams close
@@ -372,12 +385,60 @@ class DayRunner:
                                      "offers": len(usable), "procured_kw": result.procured_kw})
         self.progress("flexibility", len(calls), len(calls))
 
+    @staticmethod
+    def _refuse(agent: VdgAgent, name: str, what: str, exc: Exception) -> None:
+        """Log a refused request and tell the participant why (a ``failure`` reply)."""
+        log.warning("%s of %s refused: %s", what, name, exc)
+        agent.send_body(name, FAILURE, "error", error=f"{what}: {exc}"[:2000])
+
+    async def _join(self, auct: VdgAgent, names: list[str]) -> None:
+        """Participants tell their addresses; register and fund them; relay their approvals."""
+        ops, timeout = self.ops, self.scenario.runtime.reply_timeout_s
+        assert ops is not None
+        terms = ops.join_terms()
+        told = await auct.gather("account.address", "", -1, names,
+                                 lambda n: auct.send_body(n, CFP, "account.join", **terms),
+                                 timeout)
+        addresses = {n: told[n]["address"] for n in names if n in told}
+        for name, exc in ops.register(addresses).items():
+            self._refuse(auct, name, "join", exc)
+        joined = [n for n in addresses if n in ops.address]
+        approvals = await auct.gather(
+            "account.approval", "", -1, joined,
+            lambda n: auct.send_body(n, CFP, "account.approve", **ops.terms(n, "approve")),
+            timeout)
+        for name in joined:
+            if name in approvals:
+                try:
+                    ops.relay_approval(name, approvals[name]["raw_tx"])
+                except (RawTxError, ContractRevert) as exc:
+                    self._refuse(auct, name, "join: approval", exc)
+        log.info("%d of %d participants joined", len(ops.ready), len(names))
+
+    async def _withdraw(self, auct: VdgAgent) -> None:
+        """Participants the market owes sign their withdrawals; the treasury withdraws."""
+        ops = self.ops
+        assert ops is not None
+        owed = ops.owed()
+        signed = await auct.gather(
+            "account.withdrawal", "", -1, owed,
+            lambda n: auct.send_body(n, CFP, "account.withdraw", **ops.terms(n, "withdraw")),
+            self.scenario.runtime.reply_timeout_s)
+        for name in owed:
+            if name in signed:
+                try:
+                    ops.relay_withdrawal(name, signed[name]["raw_tx"])
+                except (RawTxError, ContractRevert) as exc:
+                    self._refuse(auct, name, "withdrawal", exc)
+        ops.withdraw_treasury()
+
     async def _session(self, auct: VdgAgent, plan: SessionPlan, names: list[str]
                        ) -> int | None:
         sc, ops = self.scenario, self.ops
         assert ops is not None
         timeout = sc.runtime.reply_timeout_s
         sid = ops.open_session(plan.slots[0], len(plan.slots), sc.market.penalty_eur_per_kwh)
+        names = [n for n in names if n in ops.ready]  # those that joined and approved
         book = SessionBook(plan, sid, {n: ops.address[n] for n in names})
         phase = f"session {plan.name}"
         self.progress(phase, 0, 3)
@@ -385,15 +446,19 @@ class DayRunner:
             "market.sealed", plan.name, -1, names,
             lambda n: auct.send_body(n, CFP, "market.commit", session=plan.name,
                                      chain_session=sid, slots=list(plan.slots),
-                                     address=ops.address[n]), timeout)
+                                     address=ops.address[n], **ops.terms(n, "commit")),
+            timeout)
         for name in names:  # canonical order, whatever the arrival order
             if name in sealed:
                 try:
-                    if book.commit(name, sealed[name]["commitment"]) and \
-                            sealed[name]["commitment"] is not None:
-                        ops.relay_commit(sid, name, sealed[name]["commitment"])
-                except MasError as exc:
-                    log.warning("session %s: commitment of %s refused: %s", plan.name, name, exc)
+                    digest, raw = sealed[name]["commitment"], sealed[name]["raw_tx"]
+                    if digest is not None and raw is None:
+                        raise RawTxError("raw_tx", None, "a commitment needs its transaction")
+                    if digest is not None:
+                        ops.relay_commit(sid, name, digest, raw)
+                    book.commit(name, digest)
+                except (MasError, RawTxError, ContractRevert) as exc:
+                    self._refuse(auct, name, f"session {plan.name}: commitment", exc)
         book.open_reveal()
         ops.close_commits()
         self._hook(f"{plan.name}:committed")
@@ -401,7 +466,8 @@ class DayRunner:
         committed = [n for n in names if n in book.commits]
         revealed = await auct.gather(
             "market.orders", plan.name, -1, committed,
-            lambda n: auct.send_body(n, CFP, "market.reveal", session=plan.name), timeout)
+            lambda n: auct.send_body(n, CFP, "market.reveal", session=plan.name,
+                                     **ops.terms(n, "reveal")), timeout)
         for name in committed:
             if name not in revealed:
                 continue
@@ -411,10 +477,14 @@ class DayRunner:
             try:
                 book.reveal(name, vec, body["salt"])
             except MasError as exc:
-                log.warning("session %s: reveal of %s refused: %s", plan.name, name, exc)
+                self._refuse(auct, name, f"session {plan.name}: reveal", exc)
         book.close()
         for name, vec, salt in book.canonical():
-            ops.relay_reveal(sid, name, vec, salt)
+            try:
+                ops.relay_reveal(sid, name, vec, salt, revealed[name]["raw_tx"])
+            except (RawTxError, ContractRevert) as exc:
+                self._refuse(auct, name, f"session {plan.name}: reveal", exc)
+                book.reveals.pop(name)
         self.progress(phase, 2, 3)
         if not book.reveals:
             self.record.sessions.append({"session": plan.name, "kind": plan.kind,

@@ -4,6 +4,11 @@ Builds the scenario's world, starts one :class:`HouseholdAgent` per id (or the a
 agent) on the given XMPP server, prints ``READY n`` on stdout when all are connected, and runs
 until every agent got ``day.end`` or the deadline passes. ``vdg agents --roles household`` and
 ``--roles aggregator`` run the same code on another machine.
+
+Each agent signs its market transactions with its own key: from ``--key-file`` (or the file
+named by ``VDG_KEY_FILE``), a JSON object ``{"h000": "0x…", "agg": "0x…"}``; without one, keys
+are derived from the scenario seed and the agent's id — public inputs, so simulation only.
+Keys never leave this process; the operator receives signed transactions.
 """
 
 from __future__ import annotations
@@ -12,9 +17,14 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
+
+from ledger.wallet import KEY_FILE_ENV, load_keys
 from mas.errors import ScenarioError
 from mas.scenario import Scenario
 
@@ -62,13 +72,26 @@ def parse_xmpp(text: str) -> tuple[str, int]:
 
 
 async def run_households(scenario: Scenario, ids: list[int], domain: str, port: int,
-                         password: str, deadline_s: float) -> int:
-    """Start the households ``ids`` and serve until ``day.end`` or the deadline."""
+                         password: str, deadline_s: float,
+                         keys: Mapping[str, LocalAccount] | None = None) -> int:
+    """Start the households ``ids`` and serve until ``day.end`` or the deadline.
+
+    Args:
+        scenario: the scenario (the same on every machine).
+        ids: household indices to start here.
+        domain: XMPP domain.
+        port: the server's client port.
+        password: the agents' account password.
+        deadline_s: stop serving after this many seconds.
+        keys: each household's key by id (``None``: simulation keys from the seed).
+    """
+    from ledger.wallet import wallets_for  # noqa: PLC0415
     from mas.brains.household import HouseholdBrain  # noqa: PLC0415
     from mas.spade.agents import HouseholdAgent  # noqa: PLC0415
     from mas.world import build_world, household_rng  # noqa: PLC0415
 
     world = build_world(scenario)
+    wallets = wallets_for([world.households[i].id for i in ids], scenario.seed, keys)
     agents = []
     for i in ids:
         spec = world.households[i]
@@ -76,7 +99,7 @@ async def run_households(scenario: Scenario, ids: list[int], domain: str, port: 
                                scenario.forecast, household_rng(scenario.seed, i),
                                salt_seed=scenario.seed,
                                prox_eur_per_kw2=scenario.grid.rho_eur_per_kw2)
-        agents.append(HouseholdAgent(brain, domain, port, password))
+        agents.append(HouseholdAgent(brain, domain, port, password, wallets[spec.id]))
     for a in agents:
         await a.start(auto_register=True)
     print(f"READY {len(agents)}", flush=True)
@@ -95,15 +118,27 @@ async def run_households(scenario: Scenario, ids: list[int], domain: str, port: 
 
 
 async def run_aggregator(scenario: Scenario, domain: str, port: int, password: str,
-                         deadline_s: float) -> int:
-    """Start the aggregator's agent and serve until ``day.end`` or the deadline."""
+                         deadline_s: float, keys: Mapping[str, LocalAccount] | None = None
+                         ) -> int:
+    """Start the aggregator's agent and serve until ``day.end`` or the deadline.
+
+    Args:
+        scenario: the scenario (the same on every machine).
+        domain: XMPP domain.
+        port: the server's client port.
+        password: the agent's account password.
+        deadline_s: stop serving after this many seconds.
+        keys: the aggregator's key under ``agg`` (``None``: simulation key from the seed).
+    """
+    from ledger.wallet import wallets_for  # noqa: PLC0415
     from mas.brains.aggregator import AggregatorBrain  # noqa: PLC0415
-    from mas.spade.agents import AggregatorAgent  # noqa: PLC0415
+    from mas.spade.agents import AGGREGATOR, AggregatorAgent  # noqa: PLC0415
     from mas.world import build_world  # noqa: PLC0415
 
     world = build_world(scenario)
+    wallet = wallets_for([AGGREGATOR], scenario.seed, keys)[AGGREGATOR]
     agent = AggregatorAgent(AggregatorBrain(world.wholesale_eur_per_kwh), scenario.seed, domain,
-                            port, password)
+                            port, password, wallet)
     await agent.start(auto_register=True)
     print("READY 1", flush=True)
     try:
@@ -126,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--xmpp", required=True, help="HOST[:PORT] of the XMPP server")
     parser.add_argument("--password", default="vdg")
     parser.add_argument("--deadline-s", type=float, default=None)
+    parser.add_argument("--key-file", type=Path, default=os.environ.get(KEY_FILE_ENV),
+                        help=f"JSON id -> private key (default ${KEY_FILE_ENV}; none: keys "
+                             "derived from the seed, simulation only)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -135,11 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     scenario = Scenario.from_dict(json.loads(args.scenario.read_text()))
     domain, port = parse_xmpp(args.xmpp)
     deadline = args.deadline_s or scenario.runtime.day_deadline_s
+    keys = load_keys(args.key_file) if args.key_file else None
     if args.aggregator:
-        run_agents(lambda: run_aggregator(scenario, domain, port, args.password, deadline))
+        run_agents(lambda: run_aggregator(scenario, domain, port, args.password, deadline, keys))
         return 0
     ids = parse_ids(args.ids, scenario.households or 10**6)
-    run_agents(lambda: run_households(scenario, ids, domain, port, args.password, deadline))
+    run_agents(lambda: run_households(scenario, ids, domain, port, args.password, deadline,
+                                      keys))
     return 0
 
 
