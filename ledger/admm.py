@@ -3,8 +3,11 @@
 The ``AdmmCoordinator`` contract does the work.
 Each node submits from its own account (one transaction per node per round, the coupling
 vector as packed ``int64`` in calldata, only its hash stored); the aggregator closes the round
-with all submitted vectors and the previous z in calldata, and the contract computes z and the
-residual sums in memory and emits them.
+in pages: ``closePage`` over consecutive nodes (their submitted vectors in calldata, checked
+against the stored hashes and accumulated per global variable in storage), then
+``finalisePage`` over consecutive global variables (z stored and emitted; the last page emits
+the residual sums). A page's gas is bounded by the page size, not by the population, except
+that a node's vector is never split: a page holds at least one whole node.
 """
 
 from __future__ import annotations
@@ -28,8 +31,36 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CLOSE_GAS = 29_000_000
 RHO_SCALE = 1_000_000
+PAGE_COPIES = 1_000
+"""Coupling values per close page (a node larger than this gets a page of its own)."""
+PAGE_GLOBALS = 2_000
+"""Global variables per finalise page."""
+
+# Gas of the paged transactions, upper bounds from their storage work: a copy costs a cold
+# load and a store of its global's word (22,100 the first time the word is written, 5,000
+# after) plus calldata and arithmetic; a node its submission word and hash; a finalised global
+# a cold load, a store and 8 bytes of log.
+_GAS_BASE = 120_000
+_GAS_PER_COPY = 23_000
+_GAS_PER_NODE = 6_000
+_GAS_PER_GLOBAL = 6_500
+_GAS_SETUP_PER_NODE = 50_000
+_GAS_SETUP_PER_BYTE = 260  # calldata, code deposit (200 a byte) and memory
+_GAS_SETUP_PER_CHUNK = 60_000
+
+
+def close_pages(counts: Sequence[int], page_copies: int) -> list[tuple[int, int]]:
+    """Consecutive node ranges ``[k0, k1)`` of at most ``page_copies`` values (at least one node)."""
+    pages: list[tuple[int, int]] = []
+    k0, size = 0, 0
+    for k, c in enumerate(counts):
+        if k > k0 and size + c > page_copies:
+            pages.append((k0, k))
+            k0, size = k, 0
+        size += c
+    pages.append((k0, len(counts)))
+    return pages
 
 
 class ContractAdmm:
@@ -37,9 +68,21 @@ class ContractAdmm:
 
     Args:
         ledger: a deployed ledger; its aggregator account opens and closes rounds.
+        page_copies: coupling values per close page (a larger node gets a page of its own).
+        page_globals: global variables per finalise page.
     """
 
-    def __init__(self, ledger: Web3Ledger) -> None:
+    def __init__(
+        self, ledger: Web3Ledger, page_copies: int = PAGE_COPIES, page_globals: int = PAGE_GLOBALS
+    ) -> None:
+        if page_copies < 1 or page_globals < 1:
+            raise ProtocolError(
+                f"page_copies={page_copies}, page_globals={page_globals}: both must be >= 1"
+            )
+        self._page_copies = page_copies
+        self._page_globals = page_globals
+        self._gas_cap = 0
+        self._pages: list[tuple[int, int]] = []
         self._ledger = ledger
         self._chain = ledger.chain
         self._aggregator: LocalAccount = ledger.roles["aggregator"]
@@ -47,7 +90,6 @@ class ContractAdmm:
         self._nodes: list[LocalAccount] = []
         self._counts: list[int] = []
         self._n_global = 0
-        self._z_prev = np.zeros(0, dtype=np.int64)
         self._x: dict[int, bytes] = {}
         self._round = 0
         self._gas_mark = 0
@@ -73,6 +115,15 @@ class ContractAdmm:
             "AdmmCoordinator", self._aggregator, self._ledger.c["registry"].address
         )
         self._nodes = [self._chain.new_account() for _ in copies]
+        self._gas_cap = int(self._chain.w3.eth.get_block("latest")["gasLimit"])
+        blob_bytes = 4 * len(counts) + 2 * len(flat)
+        setup_gas = (
+            _GAS_BASE
+            + _GAS_SETUP_PER_NODE * len(counts)
+            + _GAS_SETUP_PER_BYTE * blob_bytes
+            + _GAS_SETUP_PER_CHUNK * (blob_bytes // 24_000 + 1)
+        )
+        self._check_gas("setup", f"{len(counts)} nodes, {len(flat)} copies", setup_gas)
         self._chain.transact(
             self._contract,
             "setup",
@@ -83,11 +134,18 @@ class ContractAdmm:
                 [a.address for a in self._nodes],
             ],
             self._aggregator,
-            CLOSE_GAS,
+            setup_gas,
+        )
+        self._pages = close_pages(counts, self._page_copies)
+        for k0, k1 in self._pages:
+            self._check_gas("closePage", f"nodes {k0}..{k1 - 1}", self._close_gas(k0, k1, counts))
+        self._check_gas(
+            "finalisePage",
+            f"{self._page_globals} global variables",
+            _GAS_BASE + _GAS_PER_GLOBAL * min(self._page_globals, n_global),
         )
         self._counts = counts
         self._n_global = n_global
-        self._z_prev = np.zeros(n_global, dtype=np.int64)
         self._round = 0
 
     def open_round(self, round_index: int, deadline_s: float) -> None:
@@ -106,29 +164,53 @@ class ContractAdmm:
         self._chain.transact(self.contract, "submit", [self._round, blob], self._nodes[node])
         self._x[node] = blob
 
+    def _check_gas(self, call: str, what: str, gas: int) -> None:
+        if gas > self._gas_cap:
+            raise ProtocolError(
+                f"AdmmCoordinator.{call} over {what} needs up to {gas:,} gas, more than the "
+                f"node's block gas limit of {self._gas_cap:,}"
+            )
+
+    @staticmethod
+    def _close_gas(k0: int, k1: int, counts: Sequence[int]) -> int:
+        return _GAS_BASE + _GAS_PER_NODE * (k1 - k0) + _GAS_PER_COPY * sum(counts[k0:k1])
+
     def close_round(
         self, rho: float, eps_primal: float | None = None, eps_dual: float | None = None
     ) -> RoundResult:
-        """Close the round on chain and return z and the residuals the contract computed."""
-        xs = b"".join(self._x[k] for k in sorted(self._x))
+        """Close the round on chain page by page; return z and the residuals the contract computed."""
         s2 = ADMM_SCALE * ADMM_SCALE
         eps_p_sq = 2**256 - 1 if eps_primal is None else round(eps_primal * eps_primal * s2)
         rho_sq = round(rho * rho * RHO_SCALE)
         eps_d_sq = 2**256 - 1 if eps_dual is None else round(eps_dual * eps_dual * s2 * RHO_SCALE)
-        receipt = self._chain.transact(
-            self.contract,
-            "closeRound",
-            [xs, admm_pack(self._z_prev), eps_p_sq, rho_sq, eps_d_sq],
-            self._aggregator,
-            CLOSE_GAS,
-        )
-        ev = self.contract.events.RoundClosed().process_receipt(receipt, errors=DISCARD)[0]["args"]
-        z_fixed = admm_unpack(bytes(ev["z"]))
-        missing_blob = bytes(ev["missing"])
-        missing = tuple(
-            int.from_bytes(missing_blob[i : i + 2], "big") for i in range(0, len(missing_blob), 2)
-        )
-        self._z_prev = z_fixed
+        contract = self.contract
+        missing: list[int] = []
+        for k0, k1 in self._pages:
+            xs = b"".join(self._x[k] for k in range(k0, k1) if k in self._x)
+            receipt = self._chain.transact(
+                contract,
+                "closePage",
+                [xs, k1 - k0],
+                self._aggregator,
+                self._close_gas(k0, k1, self._counts),
+            )
+            ev = contract.events.PageClosed().process_receipt(receipt, errors=DISCARD)[0]["args"]
+            blob = bytes(ev["missing"])
+            missing += [int.from_bytes(blob[i : i + 2], "big") for i in range(0, len(blob), 2)]
+        z_parts: list[np.ndarray] = []
+        for g0 in range(0, self._n_global, self._page_globals):
+            count = min(self._page_globals, self._n_global - g0)
+            receipt = self._chain.transact(
+                contract,
+                "finalisePage",
+                [count, eps_p_sq, rho_sq, eps_d_sq],
+                self._aggregator,
+                _GAS_BASE + _GAS_PER_GLOBAL * count,
+            )
+            ev = contract.events.ZPage().process_receipt(receipt, errors=DISCARD)[0]["args"]
+            z_parts.append(admm_unpack(bytes(ev["z"])))
+        ev = contract.events.RoundClosed().process_receipt(receipt, errors=DISCARD)[0]["args"]
+        z_fixed = np.concatenate(z_parts)
         gas = sum(r.gas_used for r in self._chain.gas_log[self._gas_mark :])
         primal = math.sqrt(int(ev["primalSq"])) / ADMM_SCALE
         dual = rho * math.sqrt(int(ev["dualSq"])) / ADMM_SCALE
@@ -139,7 +221,7 @@ class ContractAdmm:
             z=z_fixed.astype(float) / ADMM_SCALE,
             primal_residual=primal,
             dual_residual=dual,
-            missing=missing,
+            missing=tuple(missing),
             converged=converged,
             gas_used=gas,
         )

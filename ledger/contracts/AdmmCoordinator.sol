@@ -7,15 +7,25 @@ import {Registry} from "./Registry.sol";
 /// @notice Node k owns a local coupling vector whose entry j copies global variable
 /// map[offset_k + j]. Values are int64 fixed point (scale set by the client), big-endian.
 /// A node submits its vector in calldata; the contract keeps only a hash of it. The aggregator
-/// closes the round with every submitted vector and the previous z in calldata; the contract
-/// checks them against the stored hashes, computes in memory
-///   z_g = mean of the submitted copies of g (previous z_g when none was submitted),
-///   primalSq = Σ_submitted copies (x_c − z_g)²,  dualSq = Σ_all copies (z_g − zPrev_g)²,
-/// and emits z with the residual sums. Storage per round: one word per submitting node (192 bits
-/// of the submission's hash and the round tag), the hash of z and the round header.
+/// closes the round in pages, so that no transaction's gas grows with the population:
+///   closePage(xs, count): the next `count` nodes in node order, with the vectors of those of
+///     them that submitted in calldata; each is checked against its stored hash and added into
+///     the per-global accumulators in storage (sum, submitted and total copy counts) and into
+///     Σ x_c²; the nodes that did not submit are emitted;
+///   finalisePage(count, ...): once every node is paged in, the next `count` global variables:
+///     z_g = sum_g / submitted_g (truncated toward zero; previous z_g when none was submitted),
+///     stored and emitted; the last page emits the residual sums
+///   primalSq = Σ_submitted copies (x_c − z_g)² = Σ x_c² − Σ_g (2 z_g sum_g − submitted_g z_g²),
+///   dualSq = Σ_all copies (z_g − zPrev_g)²  (exact in integers).
+/// Storage per round: one word per submitting node (192 bits of the submission's hash and the
+/// round tag), one word per global variable (accumulators tagged with the round, and z), the
+/// round header.
 contract AdmmCoordinator {
     uint256 private constant AGGREGATOR = 8;
     uint256 private constant CHUNK = 24000;
+    /// @dev storage slot of global g's word is ACC_BASE + g: sum int128 | z int64 | tag uint16 (round + 1,
+    /// wrapping: every global with copies is written each round) | submitted uint24 | all uint24
+    uint256 private constant ACC_BASE = 0x100000000000000000000000000000000; // 2^128
 
     Registry public immutable registry;
 
@@ -32,9 +42,16 @@ contract AdmmCoordinator {
     uint64 public deadline;
     bool public isOpen;
     bool public converged;
-    bytes32 public zHash;
+    /// @dev set by the first close page: no submission is taken after it
+    bool public closing;
+    /// @dev the next node to page in, then the next global variable to finalise
+    uint32 public nextNode;
+    uint32 public nextGlobal;
     uint256 public primalSq;
     uint256 public dualSq;
+    /// @dev the open round's running sums: Σ x_c² less the finalised terms, and dualSq
+    int256 private primalAcc;
+    uint256 private dualAcc;
     /// @dev node -> high 192 bits of keccak(round, x) | (round + 1) in the low 64 bits
     mapping(uint256 => uint256) private submission;
 
@@ -48,16 +65,18 @@ contract AdmmCoordinator {
     error UnknownNode(address account);
     error AlreadySubmitted(uint256 node);
     error BadLength();
+    error BadPage(uint256 next, uint256 count);
     error SubmissionMismatch(uint256 node);
-    error ZMismatch();
 
     event SetUp(uint256 nGlobal, uint256 nNodes, uint256 nCopies);
     event RoundOpened(uint256 indexed round, uint256 deadline);
     /// @dev the vector itself is in the transaction's calldata (submit(round, x))
     event Submitted(uint256 indexed round, uint256 indexed node);
-    event RoundClosed(
-        uint256 indexed round, bytes z, uint256 primalSq, uint256 dualSq, bool converged, bytes missing
-    );
+    /// @dev nodes [fromNode, toNode) paged in; `missing` are those that did not submit (uint16 each)
+    event PageClosed(uint256 indexed round, uint256 fromNode, uint256 toNode, bytes missing);
+    /// @dev z of globals [fromGlobal, fromGlobal + z.length / 8), int64 each
+    event ZPage(uint256 indexed round, uint256 fromGlobal, bytes z);
+    event RoundClosed(uint256 indexed round, uint256 primalSq, uint256 dualSq, bool converged);
 
     modifier onlyAggregator() {
         require(registry.hasRole(msg.sender, AGGREGATOR), Unauthorized(msg.sender, AGGREGATOR));
@@ -78,7 +97,11 @@ contract AdmmCoordinator {
     {
         require(nNodes == 0, AlreadySetUp());
         uint256 n = counts.length;
-        require(n > 0 && n == accounts.length && nGlobal_ > 0 && nGlobal_ <= 65536, BadSetup());
+        require(
+            n > 0 && n < 65536 && n == accounts.length && nGlobal_ > 0 && nGlobal_ <= 65536
+                && map.length < 2 << 24,
+            BadSetup()
+        );
         bytes memory blob = new bytes(4 * n + map.length);
         uint256 off;
         for (uint256 k = 0; k < n; ++k) {
@@ -110,7 +133,6 @@ contract AdmmCoordinator {
         nGlobal = nGlobal_;
         nNodes = n;
         nCopies = off;
-        zHash = keccak256(new bytes(nGlobal_ * 8));
         emit SetUp(nGlobal_, n, off);
     }
 
@@ -126,7 +148,7 @@ contract AdmmCoordinator {
 
     /// @notice A node submits its local coupling values for the open round.
     function submit(uint64 round_, bytes calldata x) external {
-        require(isOpen, RoundNotOpen(round_));
+        require(isOpen && !closing, RoundNotOpen(round_));
         require(round_ == round, WrongRound(round, round_));
         require(block.timestamp <= deadline, PastDeadline(round_));
         uint256 w = nodeWordOf[msg.sender];
@@ -150,64 +172,35 @@ contract AdmmCoordinator {
         return uint64(submission[node]) == uint256(round) + 1 && isOpen;
     }
 
-    /// @notice Close the round: z-update and residual sums over the submitted vectors.
-    /// @param xs the submitted vectors of the submitting nodes, in node order, concatenated.
-    /// @param zPrev previous z (int64 each), all zero before the first round.
-    /// @param epsPrimalSq converged when primalSq <= epsPrimalSq and rhoSq * dualSq <= epsDualSqScaled.
-    function closeRound(
-        bytes calldata xs,
-        bytes calldata zPrev,
-        uint256 epsPrimalSq,
-        uint256 rhoSq,
-        uint256 epsDualSqScaled
-    ) external onlyAggregator {
+    /// @notice Page in the next `count` nodes: check the submitted vectors and accumulate them.
+    /// @param xs the vectors of the page's nodes that submitted, in node order, concatenated.
+    function closePage(bytes calldata xs, uint256 count) external onlyAggregator {
         require(isOpen, RoundNotOpen(round));
-        uint256 ng = nGlobal;
-        require(zPrev.length == ng * 8, BadLength());
-        require(keccak256(zPrev) == zHash, ZMismatch());
-        bytes memory blob = _loadMap();
-        // acc[g] = sum << 64 | submitted << 32 | all  (int128 sum, uint32 counts), zeroed
-        uint256 acc;
-        assembly ("memory-safe") {
-            acc := mload(0x40)
-            mstore(0x40, add(acc, mul(ng, 32)))
-            calldatacopy(acc, calldatasize(), mul(ng, 32)) // memory past the free pointer may be dirty
-        }
-        (bytes memory missing, uint256 subMask) = _accumulate(xs, blob, acc);
-        (bytes memory z, uint256 dSq) = _zUpdate(zPrev, ng, acc);
-        uint256 pSq = _primal(xs, blob, acc, subMask);
-        bool conv = pSq <= epsPrimalSq && rhoSq * dSq <= epsDualSqScaled;
-        zHash = keccak256(z);
-        primalSq = pSq;
-        dualSq = dSq;
-        converged = conv;
-        isOpen = false;
-        uint64 r = round;
-        round = r + 1;
-        emit RoundClosed(r, z, pSq, dSq, conv, missing);
-    }
-
-    /// @dev First pass: check each submitted vector against its stored hash and add it into acc;
-    /// count the copies of missing nodes too. Returns the missing nodes (uint16 each) and, for
-    /// the second pass, a bit per node (nodes beyond 255 are looked up again).
-    function _accumulate(bytes calldata xs, bytes memory blob, uint256 acc)
-        private
-        view
-        returns (bytes memory missing, uint256 subMask)
-    {
         uint256 nn = nNodes;
-        uint256 total = nCopies;
+        uint256 k0 = nextNode;
+        require(count > 0 && k0 + count <= nn, BadPage(k0, count));
+        closing = true;
+        // offsets of nodes k0..k0+count (the last one is nCopies past the last node)
+        uint256 kEnd = k0 + count;
+        bytes memory offs = _loadRange(4 * k0, 4 * (kEnd < nn ? count + 1 : count));
+        uint256 c0 = _word32(offs, 0);
+        uint256 c1 = kEnd < nn ? _word32(offs, count) : nCopies;
+        bytes memory map = _loadRange(4 * nn + 2 * c0, 2 * (c1 - c0));
         uint64 r = round;
         uint256 tag = uint256(r) + 1;
+        bytes memory missing;
         uint256 pos;
-        uint256 c0;
-        for (uint256 k = 0; k < nn; ++k) {
-            uint256 cnt = _count(blob, k, nn, total);
-            uint256 mp = _mapAt(blob, nn, c0);
+        uint256 mp;
+        uint256 sq;
+        assembly ("memory-safe") {
+            mp := add(map, 32)
+        }
+        for (uint256 k = k0; k < kEnd; ++k) {
+            uint256 cnt = (k + 1 < kEnd ? _word32(offs, k + 1 - k0) : c1) - _word32(offs, k - k0);
             uint256 w = submission[k];
+            uint256 len;
             if (uint64(w) == tag) {
-                if (k < 256) subMask |= 1 << k;
-                uint256 len = cnt * 8;
+                len = cnt * 8;
                 require(pos + len <= xs.length, BadLength());
                 bytes32 h;
                 assembly ("memory-safe") {
@@ -217,124 +210,121 @@ contract AdmmCoordinator {
                     h := keccak256(buf, add(len, 8))
                 }
                 require(uint256(h) >> 64 == w >> 64, SubmissionMismatch(k));
-                assembly ("memory-safe") {
-                    let xp := add(xs.offset, pos)
-                    for { let end := add(xp, len) } lt(xp, end) {
-                        xp := add(xp, 8)
-                        mp := add(mp, 2)
-                    } {
-                        let sp := add(acc, shl(5, shr(240, mload(mp))))
-                        let v := signextend(7, shr(192, calldataload(xp)))
-                        mstore(sp, add(mload(sp), add(shl(64, v), 0x100000001)))
-                    }
-                }
-                pos += len;
             } else {
                 missing = abi.encodePacked(missing, uint16(k));
-                assembly ("memory-safe") {
-                    for { let end := add(mp, mul(cnt, 2)) } lt(mp, end) { mp := add(mp, 2) } {
-                        let sp := add(acc, shl(5, shr(240, mload(mp))))
-                        mstore(sp, add(mload(sp), 1))
+            }
+            assembly ("memory-safe") {
+                let xp := add(xs.offset, pos)
+                let t16 := and(tag, 0xffff)
+                for { let end := add(mp, mul(cnt, 2)) } lt(mp, end) { mp := add(mp, 2) } {
+                    let slot := add(ACC_BASE, shr(240, mload(mp)))
+                    let a := sload(slot)
+                    if iszero(eq(and(shr(48, a), 0xffff), t16)) {
+                        // first copy of g this round: keep z, zero the sums, set the tag
+                        a := or(and(a, shl(64, 0xffffffffffffffff)), shl(48, t16))
                     }
+                    a := add(a, 1) // all copies
+                    if len {
+                        let v := signextend(7, shr(192, calldataload(xp)))
+                        // sum += v (two's complement in the top 128 bits), submitted += 1
+                        a := add(a, add(shl(128, v), shl(24, 1)))
+                        sq := add(sq, mul(v, v))
+                        xp := add(xp, 8)
+                    }
+                    sstore(slot, a)
                 }
             }
-            c0 += cnt;
+            pos += len;
         }
         require(pos == xs.length, BadLength());
+        primalAcc += int256(sq);
+        nextNode = uint32(kEnd);
+        emit PageClosed(r, k0, kEnd, missing);
     }
 
-    /// @dev z_g = sum_g / submitted_g (truncated toward zero), previous z_g when none came;
-    /// writes z into acc, returns z packed and Σ_g all_g (z_g − zPrev_g)².
-    function _zUpdate(bytes calldata zPrev, uint256 ng, uint256 acc)
-        private
-        pure
-        returns (bytes memory z, uint256 dSq)
+    /// @notice z-update of the next `count` global variables, once every node is paged in; the
+    /// page that reaches the last global closes the round.
+    /// @param epsPrimalSq converged when primalSq <= epsPrimalSq and rhoSq * dualSq <= epsDualSqScaled.
+    function finalisePage(uint256 count, uint256 epsPrimalSq, uint256 rhoSq, uint256 epsDualSqScaled)
+        external
+        onlyAggregator
     {
-        z = new bytes(ng * 8 + 24); // 24 spare bytes: each store writes a whole word
+        require(isOpen, RoundNotOpen(round));
+        uint256 ng = nGlobal;
+        uint256 g0 = nextGlobal;
+        require(nextNode == nNodes && count > 0 && g0 + count <= ng, BadPage(g0, count));
+        uint256 t16 = (uint256(round) + 1) & 0xffff;
+        bytes memory z = new bytes(count * 8 + 24); // 24 spare bytes: each store writes a whole word
+        int256 pTerm;
+        uint256 dSq;
         assembly ("memory-safe") {
-            mstore(z, mul(ng, 8))
+            mstore(z, mul(count, 8))
             let zp := add(z, 32)
-            let pp := zPrev.offset
-            for { let end := add(acc, shl(5, ng)) } lt(acc, end) {
-                acc := add(acc, 32)
-                zp := add(zp, 8)
-                pp := add(pp, 8)
-            } {
-                let cw := mload(acc)
-                let ns := and(shr(32, cw), 0xffffffff)
-                let prev := signextend(7, shr(192, calldataload(pp)))
+            for { let g := g0 } lt(g, add(g0, count)) { g := add(g, 1) } {
+                let slot := add(ACC_BASE, g)
+                let a := sload(slot)
+                let prev := signextend(7, shr(64, a))
                 let zg := prev
-                if ns { zg := sdiv(sar(64, cw), ns) }
-                mstore(acc, zg)
-                let d := sub(zg, prev)
-                dSq := add(dSq, mul(mul(d, d), and(cw, 0xffffffff)))
-                mstore(zp, shl(192, zg))
-            }
-        }
-    }
-
-    /// @dev Second pass: Σ over submitted copies of (x_c − z_g)² (z now in acc).
-    function _primal(bytes calldata xs, bytes memory blob, uint256 zs, uint256 subMask)
-        private
-        view
-        returns (uint256 pSq)
-    {
-        uint256 nn = nNodes;
-        uint256 total = nCopies;
-        uint256 tag = uint256(round) + 1;
-        uint256 pos;
-        uint256 c0;
-        for (uint256 k = 0; k < nn; ++k) {
-            uint256 cnt = _count(blob, k, nn, total);
-            bool sub = k < 256 ? (subMask >> k) & 1 == 1 : uint64(submission[k]) == tag;
-            if (sub) {
-                uint256 mp = _mapAt(blob, nn, c0);
-                assembly ("memory-safe") {
-                    let xp := add(xs.offset, pos)
-                    for { let end := add(xp, mul(cnt, 8)) } lt(xp, end) {
-                        xp := add(xp, 8)
-                        mp := add(mp, 2)
-                    } {
-                        let d := sub(signextend(7, shr(192, calldataload(xp))), mload(add(zs, shl(5, shr(240, mload(mp))))))
-                        pSq := add(pSq, mul(d, d))
+                if eq(and(shr(48, a), 0xffff), t16) {
+                    let sum := sar(128, a)
+                    let ns := and(shr(24, a), 0xffffff)
+                    if ns {
+                        zg := sdiv(sum, ns)
+                        // Σ_c (x_c − z)² = Σ x_c² − 2 z sum + ns z²
+                        pTerm := add(pTerm, sub(mul(ns, mul(zg, zg)), mul(2, mul(zg, sum))))
                     }
+                    let d := sub(zg, prev)
+                    dSq := add(dSq, mul(mul(d, d), and(a, 0xffffff)))
                 }
-                pos += cnt * 8;
-            }
-            c0 += cnt;
-        }
-    }
-
-    function _mapAt(bytes memory blob, uint256 nn, uint256 c0) private pure returns (uint256 ptr) {
-        assembly ("memory-safe") {
-            ptr := add(add(add(blob, 32), mul(nn, 4)), mul(c0, 2))
-        }
-    }
-
-    function _count(bytes memory blob, uint256 k, uint256 nn, uint256 total) private pure returns (uint256) {
-        uint256 a;
-        uint256 b = total;
-        assembly ("memory-safe") {
-            a := shr(224, mload(add(add(blob, 32), mul(k, 4))))
-        }
-        if (k + 1 < nn) {
-            assembly ("memory-safe") {
-                b := shr(224, mload(add(add(blob, 32), mul(add(k, 1), 4))))
+                // keep the tag and counts; z replaced
+                sstore(slot, or(and(a, not(shl(64, 0xffffffffffffffff))), shl(64, and(zg, 0xffffffffffffffff))))
+                mstore(zp, shl(192, zg))
+                zp := add(zp, 8)
             }
         }
-        return b - a;
+        uint64 r = round;
+        emit ZPage(r, g0, z);
+        int256 pAcc = primalAcc + pTerm;
+        uint256 dAcc = dualAcc + dSq;
+        if (g0 + count < ng) {
+            primalAcc = pAcc;
+            dualAcc = dAcc;
+            nextGlobal = uint32(g0 + count);
+            return;
+        }
+        uint256 pSq = uint256(pAcc);
+        bool conv = pSq <= epsPrimalSq && rhoSq * dAcc <= epsDualSqScaled;
+        primalSq = pSq;
+        dualSq = dAcc;
+        converged = conv;
+        primalAcc = 0;
+        dualAcc = 0;
+        nextNode = 0;
+        nextGlobal = 0;
+        closing = false;
+        isOpen = false;
+        round = r + 1;
+        emit RoundClosed(r, pSq, dAcc, conv);
     }
 
-    function _loadMap() private view returns (bytes memory blob) {
-        uint256 total = 4 * nNodes + 2 * nCopies;
-        blob = new bytes(total);
-        uint256 nc = mapChunks.length;
-        for (uint256 i = 0; i < nc; ++i) {
+    /// @dev the big-endian uint32 at byte 4·i of b
+    function _word32(bytes memory b, uint256 i) private pure returns (uint256 v) {
+        assembly ("memory-safe") {
+            v := shr(224, mload(add(add(b, 32), mul(i, 4))))
+        }
+    }
+
+    /// @dev bytes [start, start + len) of the copy map, read from the chunks that hold them
+    function _loadRange(uint256 start, uint256 len) private view returns (bytes memory out) {
+        out = new bytes(len);
+        if (len == 0) return out;
+        uint256 end = start + len;
+        for (uint256 i = start / CHUNK; i * CHUNK < end; ++i) {
             address p = mapChunks[i];
-            uint256 start = i * CHUNK;
-            uint256 len = total - start < CHUNK ? total - start : CHUNK;
+            uint256 lo = i * CHUNK > start ? i * CHUNK : start;
+            uint256 hi = (i + 1) * CHUNK < end ? (i + 1) * CHUNK : end;
             assembly ("memory-safe") {
-                extcodecopy(p, add(add(blob, 32), start), 1, len)
+                extcodecopy(p, add(add(out, 32), sub(lo, start)), add(1, sub(lo, mul(i, CHUNK))), sub(hi, lo))
             }
         }
     }

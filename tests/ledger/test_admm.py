@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ledger.admm import ContractAdmm
+from ledger.admm import ContractAdmm, close_pages
 from ledger.admm_reference import ReferenceAdmm
 from ledger.client import Web3Ledger
 from ledger.errors import ContractRevert, ProtocolError
@@ -64,14 +64,23 @@ def test_reference_refuses_late_and_double_submissions() -> None:
 
 
 @pytest.mark.chain
-def test_contract_z_update_equals_the_reference(led: Web3Ledger) -> None:
+@pytest.mark.parametrize(
+    ("page_copies", "page_globals"),
+    [(2_000, 2_000), (10, 7), (1, 1)],
+    ids=["one-page", "pages-of-10-copies-7-globals", "node-and-global-pages"],
+)
+def test_contract_z_update_equals_the_reference(
+    led: Web3Ledger, page_copies: int, page_globals: int
+) -> None:
     rng = np.random.default_rng(7)
     n_global = 40
     copies = [
         sorted(rng.choice(n_global, size=int(rng.integers(3, 12)), replace=False).tolist())
         for _ in range(9)
     ]
-    ca, ref = ContractAdmm(led), ReferenceAdmm()
+    copies[5] = [3, 3, 17]  # a node may hold two copies of one global
+    ca, ref = ContractAdmm(led, page_copies, page_globals), ReferenceAdmm()
+    mark = len(led.gas_log)
     ca.setup(n_global, copies)
     ref.setup(n_global, copies)
     for r in range(3):
@@ -93,6 +102,12 @@ def test_contract_z_update_equals_the_reference(led: Web3Ledger) -> None:
         assert a.converged == b.converged is False
         assert a.gas_used > 0
     assert b.missing == (1, 4)
+    pages = [r.call for r in led.gas_log[mark:]]
+    n_close = len(close_pages([len(c) for c in copies], page_copies))
+    assert pages.count("AdmmCoordinator.closePage") == 3 * n_close
+    assert pages.count("AdmmCoordinator.finalisePage") == 3 * -(-n_global // page_globals)
+    if page_copies < 20:
+        assert n_close > 1
 
 
 @pytest.mark.chain
@@ -117,8 +132,8 @@ def test_contract_refuses_late_double_and_foreign_submissions(led: Web3Ledger) -
     with pytest.raises(ContractRevert) as err:
         led.chain.transact(
             ca.contract,
-            "closeRound",
-            [b"", b"\x00" * 32, 0, 0, 0],
+            "closePage",
+            [b"", 1],
             led.chain.key(led.new_account()),
         )
     assert err.value.error == "Unauthorized"
@@ -138,3 +153,16 @@ def test_contract_rejects_a_forged_vector_at_close(led: Web3Ledger) -> None:
         ca.close_round(1.0)
     assert err.value.error == "SubmissionMismatch"
     assert led.chain.call(ca.contract, "isOpen") is True
+
+
+@pytest.mark.chain
+def test_contract_refuses_a_page_beyond_the_block_gas_limit(led: Web3Ledger) -> None:
+    ca = ContractAdmm(led, page_globals=65536)
+    with pytest.raises(ProtocolError, match=r"finalisePage over 65536 global .* block gas"):
+        ca.setup(65536, [[0, 1], [65535]])
+
+
+def test_close_pages_hold_whole_nodes() -> None:
+    assert close_pages([3, 3, 3], 6) == [(0, 2), (2, 3)]
+    assert close_pages([3, 9, 1, 1], 4) == [(0, 1), (1, 2), (2, 4)]
+    assert close_pages([5], 1) == [(0, 1)]
