@@ -6,8 +6,9 @@ vector as packed ``int64`` in calldata, only its hash stored); the aggregator cl
 in pages: ``closePage`` over consecutive nodes (their submitted vectors in calldata, checked
 against the stored hashes and accumulated per global variable in storage), then
 ``finalisePage`` over consecutive global variables (z stored and emitted; the last page emits
-the residual sums). A page's gas is bounded by the page size, not by the population, except
-that a node's vector is never split: a page holds at least one whole node.
+the residual sums). A node's vector may span pages: its hash is chained over segments of
+:data:`SEGMENT` values. Every transaction's gas is bounded by the page sizes, not by the
+population (a node's own ``submit`` grows with its vector).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 RHO_SCALE = 1_000_000
 PAGE_COPIES = 1_000
+SEGMENT = 64
+"""Values per segment of a submission's hash chain (the contract's ``SEGMENT``)."""
 """Coupling values per close page (a node larger than this gets a page of its own)."""
 PAGE_GLOBALS = 2_000
 """Global variables per finalise page."""
@@ -50,16 +53,35 @@ _GAS_SETUP_PER_BYTE = 260  # calldata, code deposit (200 a byte) and memory
 _GAS_SETUP_PER_CHUNK = 60_000
 
 
-def close_pages(counts: Sequence[int], page_copies: int) -> list[tuple[int, int]]:
-    """Consecutive node ranges ``[k0, k1)`` of at most ``page_copies`` values (at least one node)."""
-    pages: list[tuple[int, int]] = []
-    k0, size = 0, 0
-    for k, c in enumerate(counts):
-        if k > k0 and size + c > page_copies:
-            pages.append((k0, k))
-            k0, size = k, 0
-        size += c
-    pages.append((k0, len(counts)))
+def close_pages(
+    counts: Sequence[int], page_copies: int, segment: int = SEGMENT
+) -> list[list[tuple[int, int, int]]]:
+    """The close pages: each a list of ``(node, first value, values)`` parts in node order.
+
+    A page holds at most ``page_copies`` values, or one segment when a segment is larger; it
+    ends at a node's end or at a segment boundary inside a node (the contract checks a node's
+    hash chain segment by segment).
+    """
+    pages: list[list[tuple[int, int, int]]] = []
+    page: list[tuple[int, int, int]] = []
+    size = 0
+    for k, cnt in enumerate(counts):
+        if cnt == 0:
+            page.append((k, 0, 0))
+        for j in range(0, cnt, segment):
+            m = min(segment, cnt - j)
+            if size and size + m > page_copies:
+                pages.append(page)
+                page, size = [], 0
+            if page and page[-1][0] == k:
+                page[-1] = (k, page[-1][1], page[-1][2] + m)
+            else:
+                page.append((k, j, m))
+            size += m
+    if size or not pages:
+        pages.append(page)
+    else:
+        pages[-1] += page  # trailing nodes without copies
     return pages
 
 
@@ -82,13 +104,12 @@ class ContractAdmm:
         self._page_copies = page_copies
         self._page_globals = page_globals
         self._gas_cap = 0
-        self._pages: list[tuple[int, int]] = []
+        self._pages: list[list[tuple[int, int, int]]] = []
         self._ledger = ledger
         self._chain = ledger.chain
         self._aggregator: LocalAccount = ledger.roles["aggregator"]
         self._contract: Contract | None = None
         self._nodes: list[LocalAccount] = []
-        self._counts: list[int] = []
         self._n_global = 0
         self._x: dict[int, bytes] = {}
         self._round = 0
@@ -137,14 +158,14 @@ class ContractAdmm:
             setup_gas,
         )
         self._pages = close_pages(counts, self._page_copies)
-        for k0, k1 in self._pages:
-            self._check_gas("closePage", f"nodes {k0}..{k1 - 1}", self._close_gas(k0, k1, counts))
+        for page in self._pages:
+            what = f"nodes {page[0][0]}..{page[-1][0]}"
+            self._check_gas("closePage", what, self._close_gas(page))
         self._check_gas(
             "finalisePage",
             f"{self._page_globals} global variables",
             _GAS_BASE + _GAS_PER_GLOBAL * min(self._page_globals, n_global),
         )
-        self._counts = counts
         self._n_global = n_global
         self._round = 0
 
@@ -172,27 +193,27 @@ class ContractAdmm:
             )
 
     @staticmethod
-    def _close_gas(k0: int, k1: int, counts: Sequence[int]) -> int:
-        return _GAS_BASE + _GAS_PER_NODE * (k1 - k0) + _GAS_PER_COPY * sum(counts[k0:k1])
+    def _close_gas(page: Sequence[tuple[int, int, int]]) -> int:
+        return _GAS_BASE + _GAS_PER_NODE * len(page) + _GAS_PER_COPY * sum(m for *_, m in page)
 
     def close_round(
         self, rho: float, eps_primal: float | None = None, eps_dual: float | None = None
     ) -> RoundResult:
-        """Close the round on chain page by page; return z and the residuals the contract computed."""
+        """Close the round on chain page by page; z and the residuals as the contract computed."""
         s2 = ADMM_SCALE * ADMM_SCALE
         eps_p_sq = 2**256 - 1 if eps_primal is None else round(eps_primal * eps_primal * s2)
         rho_sq = round(rho * rho * RHO_SCALE)
         eps_d_sq = 2**256 - 1 if eps_dual is None else round(eps_dual * eps_dual * s2 * RHO_SCALE)
         contract = self.contract
         missing: list[int] = []
-        for k0, k1 in self._pages:
-            xs = b"".join(self._x[k] for k in range(k0, k1) if k in self._x)
+        for page in self._pages:
+            xs = b"".join(self._x[k][8 * j : 8 * (j + m)] for k, j, m in page if k in self._x)
             receipt = self._chain.transact(
                 contract,
                 "closePage",
-                [xs, k1 - k0],
+                [xs, sum(m for *_, m in page)],
                 self._aggregator,
-                self._close_gas(k0, k1, self._counts),
+                self._close_gas(page),
             )
             ev = contract.events.PageClosed().process_receipt(receipt, errors=DISCARD)[0]["args"]
             blob = bytes(ev["missing"])

@@ -60,11 +60,16 @@ class AnvilNode:
         startup_timeout_s: seconds to wait for the RPC port.
         automine: mine a block when a transaction arrives (anvil's default); ``False`` starts
             the node with ``--no-mining`` (blocks only on ``evm_mine``).
+        base_fee_wei: the first block's base fee (anvil's default when None). With 0 the base
+            fee stays 0: blocks above the gas target (half the limit) raise a nonzero base fee
+            by up to 12.5 % each, which can overtake a sender's fee cap and leave its
+            transactions in the pool.
     """
 
     def __init__(self, block_gas_limit: int = 30_000_000, startup_timeout_s: float = 20.0,
-                 *, automine: bool = True) -> None:
+                 *, automine: bool = True, base_fee_wei: int | None = None) -> None:
         self.block_gas_limit = block_gas_limit
+        self.base_fee_wei = base_fee_wei
         self.automine = automine
         self.startup_timeout_s = startup_timeout_s
         self.port = 0
@@ -91,6 +96,8 @@ class AnvilNode:
         ]  # fmt: skip
         if not self.automine:
             cmd.append("--no-mining")
+        if self.base_fee_wei is not None:
+            cmd += ["--block-base-fee-per-gas", str(self.base_fee_wei)]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:

@@ -6,12 +6,15 @@ import {Registry} from "./Registry.sol";
 /// @title AdmmCoordinator: the consensus-ADMM aggregator step (Münsing's S1, B-DER steps 3–5).
 /// @notice Node k owns a local coupling vector whose entry j copies global variable
 /// map[offset_k + j]. Values are int64 fixed point (scale set by the client), big-endian.
-/// A node submits its vector in calldata; the contract keeps only a hash of it. The aggregator
-/// closes the round in pages, so that no transaction's gas grows with the population:
-///   closePage(xs, count): the next `count` nodes in node order, with the vectors of those of
-///     them that submitted in calldata; each is checked against its stored hash and added into
-///     the per-global accumulators in storage (sum, submitted and total copy counts) and into
-///     Σ x_c²; the nodes that did not submit are emitted;
+/// A node submits its vector in calldata; the contract keeps only a hash of it, chained over
+/// segments of SEGMENT values (keccak(round ‖ x[0:S]), then keccak(h ‖ x[S:2S]), ...), so that a
+/// vector can be checked across several transactions. The aggregator closes the round in pages,
+/// so that no transaction's gas grows with the population:
+///   closePage(xs, count): the next `count` copies in node order (a page ends at a node's end or
+///     at a segment boundary within a node), with the submitted values among them in calldata;
+///     each node's values are checked against its stored hash when its last value is paged in,
+///     and added into the per-global accumulators in storage (sum, submitted and total copy
+///     counts) and into Σ x_c²; the nodes that did not submit are emitted;
 ///   finalisePage(count, ...): once every node is paged in, the next `count` global variables:
 ///     z_g = sum_g / submitted_g (truncated toward zero; previous z_g when none was submitted),
 ///     stored and emitted; the last page emits the residual sums
@@ -23,6 +26,8 @@ import {Registry} from "./Registry.sol";
 contract AdmmCoordinator {
     uint256 private constant AGGREGATOR = 8;
     uint256 private constant CHUNK = 24000;
+    /// @dev values per segment of a submission's hash chain
+    uint256 public constant SEGMENT = 64;
     /// @dev storage slot of global g's word is ACC_BASE + g: sum int128 | z int64 | tag uint16 (round + 1,
     /// wrapping: every global with copies is written each round) | submitted uint24 | all uint24
     uint256 private constant ACC_BASE = 0x100000000000000000000000000000000; // 2^128
@@ -44,9 +49,12 @@ contract AdmmCoordinator {
     bool public converged;
     /// @dev set by the first close page: no submission is taken after it
     bool public closing;
-    /// @dev the next node to page in, then the next global variable to finalise
+    /// @dev the next copy and its node to page in, then the next global variable to finalise
+    uint32 public nextCopy;
     uint32 public nextNode;
     uint32 public nextGlobal;
+    /// @dev the hash chain of a submitted node whose values a page left unfinished
+    bytes32 private partialHash;
     uint256 public primalSq;
     uint256 public dualSq;
     /// @dev the open round's running sums: Σ x_c² less the finalised terms, and dualSq
@@ -99,7 +107,7 @@ contract AdmmCoordinator {
         uint256 n = counts.length;
         require(
             n > 0 && n < 65536 && n == accounts.length && nGlobal_ > 0 && nGlobal_ <= 65536
-                && map.length < 2 << 24,
+                && map.length < 2 << 24 && map.length > 0,
             BadSetup()
         );
         bytes memory blob = new bytes(4 * n + map.length);
@@ -157,13 +165,7 @@ contract AdmmCoordinator {
         require(x.length == 8 * (w & 0xffffffff), BadLength());
         uint256 tag = uint256(round_) + 1;
         require(uint64(submission[node]) != tag, AlreadySubmitted(node));
-        bytes32 h;
-        assembly ("memory-safe") {
-            let buf := mload(0x40)
-            mstore(buf, shl(192, round_))
-            calldatacopy(add(buf, 8), x.offset, x.length)
-            h := keccak256(buf, add(x.length, 8))
-        }
+        bytes32 h = _hashFrom(round_, 0, 0, x);
         submission[node] = (uint256(h) & ~uint256(0xffffffffffffffff)) | tag;
         emit Submitted(round_, node);
     }
@@ -172,74 +174,124 @@ contract AdmmCoordinator {
         return uint64(submission[node]) == uint256(round) + 1 && isOpen;
     }
 
-    /// @notice Page in the next `count` nodes: check the submitted vectors and accumulate them.
-    /// @param xs the vectors of the page's nodes that submitted, in node order, concatenated.
+    /// @notice Page in the next `count` copies (node order): check and accumulate the values.
+    /// @param xs the page's values of the nodes that submitted, in node order, concatenated.
     function closePage(bytes calldata xs, uint256 count) external onlyAggregator {
         require(isOpen, RoundNotOpen(round));
         uint256 nn = nNodes;
-        uint256 k0 = nextNode;
-        require(count > 0 && k0 + count <= nn, BadPage(k0, count));
+        uint256 total = nCopies;
+        uint256 c = nextCopy;
+        uint256 cEnd = c + count;
+        require(count > 0 && cEnd <= total, BadPage(c, count));
         closing = true;
-        // offsets of nodes k0..k0+count (the last one is nCopies past the last node)
-        uint256 kEnd = k0 + count;
-        bytes memory offs = _loadRange(4 * k0, 4 * (kEnd < nn ? count + 1 : count));
-        uint256 c0 = _word32(offs, 0);
-        uint256 c1 = kEnd < nn ? _word32(offs, count) : nCopies;
-        bytes memory map = _loadRange(4 * nn + 2 * c0, 2 * (c1 - c0));
-        uint64 r = round;
-        uint256 tag = uint256(r) + 1;
-        bytes memory missing;
-        uint256 pos;
+        bytes memory map = _loadRange(4 * nn + 2 * c, 2 * count);
         uint256 mp;
-        uint256 sq;
         assembly ("memory-safe") {
             mp := add(map, 32)
         }
-        for (uint256 k = k0; k < kEnd; ++k) {
-            uint256 cnt = (k + 1 < kEnd ? _word32(offs, k + 1 - k0) : c1) - _word32(offs, k - k0);
+        uint64 r = round;
+        bytes memory missing;
+        uint256 pos;
+        uint256 sq;
+        uint256 k = nextNode;
+        uint256 k0 = k;
+        bytes32 h = partialHash;
+        while (k < nn) {
+            uint256 ok = _offset(k);
+            uint256 ok1 = k + 1 < nn ? _offset(k + 1) : total;
+            if (c == cEnd && ok1 > c) break;
+            uint256 end = ok1 < cEnd ? ok1 : cEnd;
+            require(end == ok1 || (end - ok) % SEGMENT == 0, BadPage(c, count));
             uint256 w = submission[k];
             uint256 len;
-            if (uint64(w) == tag) {
-                len = cnt * 8;
+            if (uint64(w) == uint256(r) + 1) {
+                len = 8 * (end - c);
                 require(pos + len <= xs.length, BadLength());
-                bytes32 h;
-                assembly ("memory-safe") {
-                    let buf := mload(0x40) // scratch past the free pointer, not kept
-                    mstore(buf, shl(192, r))
-                    calldatacopy(add(buf, 8), add(xs.offset, pos), len)
-                    h := keccak256(buf, add(len, 8))
-                }
-                require(uint256(h) >> 64 == w >> 64, SubmissionMismatch(k));
-            } else {
+                h = _hashFrom(r, h, c - ok, xs[pos:pos + len]);
+                require(end < ok1 || uint256(h) >> 64 == w >> 64, SubmissionMismatch(k));
+            } else if (c == ok) {
                 missing = abi.encodePacked(missing, uint16(k));
             }
+            uint256 xp;
             assembly ("memory-safe") {
-                let xp := add(xs.offset, pos)
-                let t16 := and(tag, 0xffff)
-                for { let end := add(mp, mul(cnt, 2)) } lt(mp, end) { mp := add(mp, 2) } {
-                    let slot := add(ACC_BASE, shr(240, mload(mp)))
-                    let a := sload(slot)
-                    if iszero(eq(and(shr(48, a), 0xffff), t16)) {
-                        // first copy of g this round: keep z, zero the sums, set the tag
-                        a := or(and(a, shl(64, 0xffffffffffffffff)), shl(48, t16))
-                    }
-                    a := add(a, 1) // all copies
-                    if len {
-                        let v := signextend(7, shr(192, calldataload(xp)))
-                        // sum += v (two's complement in the top 128 bits), submitted += 1
-                        a := add(a, add(shl(128, v), shl(24, 1)))
-                        sq := add(sq, mul(v, v))
-                        xp := add(xp, 8)
-                    }
-                    sstore(slot, a)
-                }
+                xp := add(xs.offset, pos)
             }
+            uint256 pageSq;
+            (mp, pageSq) = _accumulate(mp, end - c, xp, len, r);
+            sq += pageSq;
             pos += len;
+            c = end;
+            if (end < ok1) {
+                partialHash = h;
+                break;
+            }
+            ++k;
         }
         require(pos == xs.length, BadLength());
         primalAcc += int256(sq);
-        nextNode = uint32(kEnd);
-        emit PageClosed(r, k0, kEnd, missing);
+        nextCopy = uint32(c);
+        nextNode = uint32(k);
+        emit PageClosed(r, k0, k, missing);
+    }
+
+    /// @dev Add m copies into their globals' words (map entries from mp; values from calldata at
+    /// xp when len is nonzero, else only counted); returns the map position after them and Σ x².
+    function _accumulate(uint256 mp, uint256 m, uint256 xp, uint256 len, uint64 r)
+        private
+        returns (uint256, uint256 sq)
+    {
+        uint256 t16 = (uint256(r) + 1) & 0xffff;
+        assembly ("memory-safe") {
+            for { let end := add(mp, mul(m, 2)) } lt(mp, end) { mp := add(mp, 2) } {
+                let slot := add(ACC_BASE, shr(240, mload(mp)))
+                let a := sload(slot)
+                if iszero(eq(and(shr(48, a), 0xffff), t16)) {
+                    // first copy of g this round: keep z, zero the sums, set the tag
+                    a := or(and(a, shl(64, 0xffffffffffffffff)), shl(48, t16))
+                }
+                a := add(a, 1) // all copies
+                if len {
+                    let v := signextend(7, shr(192, calldataload(xp)))
+                    // sum += v (two's complement in the top 128 bits), submitted += 1
+                    a := add(a, add(shl(128, v), shl(24, 1)))
+                    sq := add(sq, mul(v, v))
+                    xp := add(xp, 8)
+                }
+                sstore(slot, a)
+            }
+        }
+        return (mp, sq);
+    }
+
+    /// @dev The hash chain of a submission continued over `part`, which starts at value `j`
+    /// (a multiple of SEGMENT) of the node's vector; `h` is the chain so far (unused when j = 0).
+    function _hashFrom(uint64 r, bytes32 h, uint256 j, bytes calldata part) private pure returns (bytes32) {
+        uint256 seg = SEGMENT * 8;
+        uint256 p;
+        if (j == 0) {
+            p = part.length < seg ? part.length : seg;
+            assembly ("memory-safe") {
+                let buf := mload(0x40) // scratch past the free pointer, not kept
+                mstore(buf, shl(192, r))
+                calldatacopy(add(buf, 8), part.offset, p)
+                h := keccak256(buf, add(p, 8))
+            }
+        }
+        while (p < part.length) {
+            uint256 l = part.length - p < seg ? part.length - p : seg;
+            assembly ("memory-safe") {
+                let buf := mload(0x40)
+                mstore(buf, h)
+                calldatacopy(add(buf, 32), add(part.offset, p), l)
+                h := keccak256(buf, add(l, 32))
+            }
+            p += l;
+        }
+        return h;
+    }
+
+    function _offset(uint256 k) private view returns (uint256) {
+        return _word32(_loadRange(4 * k, 4), 0);
     }
 
     /// @notice z-update of the next `count` global variables, once every node is paged in; the
@@ -299,6 +351,7 @@ contract AdmmCoordinator {
         converged = conv;
         primalAcc = 0;
         dualAcc = 0;
+        nextCopy = 0;
         nextNode = 0;
         nextGlobal = 0;
         closing = false;

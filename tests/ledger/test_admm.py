@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ledger.admm import ContractAdmm, close_pages
+from ledger.admm import SEGMENT, ContractAdmm, close_pages
 from ledger.admm_reference import ReferenceAdmm
 from ledger.client import Web3Ledger
 from ledger.errors import ContractRevert, ProtocolError
@@ -67,7 +67,7 @@ def test_reference_refuses_late_and_double_submissions() -> None:
 @pytest.mark.parametrize(
     ("page_copies", "page_globals"),
     [(2_000, 2_000), (10, 7), (1, 1)],
-    ids=["one-page", "pages-of-10-copies-7-globals", "node-and-global-pages"],
+    ids=["one-page", "pages-of-10-copies-7-globals", "one-copy-and-one-global-pages"],
 )
 def test_contract_z_update_equals_the_reference(
     led: Web3Ledger, page_copies: int, page_globals: int
@@ -162,7 +162,45 @@ def test_contract_refuses_a_page_beyond_the_block_gas_limit(led: Web3Ledger) -> 
         ca.setup(65536, [[0, 1], [65535]])
 
 
-def test_close_pages_hold_whole_nodes() -> None:
-    assert close_pages([3, 3, 3], 6) == [(0, 2), (2, 3)]
-    assert close_pages([3, 9, 1, 1], 4) == [(0, 1), (1, 2), (2, 4)]
-    assert close_pages([5], 1) == [(0, 1)]
+def test_close_pages_split_nodes_at_segment_boundaries() -> None:
+    assert close_pages([3, 3, 3], 6) == [[(0, 0, 3), (1, 0, 3)], [(2, 0, 3)]]
+    assert close_pages([3, 9, 0, 1], 4, segment=4) == [
+        [(0, 0, 3)], [(1, 0, 4)], [(1, 4, 4)], [(1, 8, 1), (2, 0, 0), (3, 0, 1)]
+    ]
+    assert close_pages([5, 0], 1, segment=2) == [[(0, 0, 2)], [(0, 2, 2)], [(0, 4, 1), (1, 0, 0)]]
+
+
+@pytest.mark.chain
+def test_contract_pages_split_a_large_node_and_agree_with_the_reference(
+    led: Web3Ledger,
+) -> None:
+    """A node of 3.5 segments and empty nodes, closed in pages of one segment or less."""
+    rng = np.random.default_rng(11)
+    n_global = 50
+    big = rng.integers(0, n_global, size=SEGMENT * 3 + SEGMENT // 2).tolist()
+    copies = [[0, 1], [], big, [2, 3, 4], []]
+    ca, ref = ContractAdmm(led, page_copies=SEGMENT, page_globals=20), ReferenceAdmm()
+    ca.setup(n_global, copies)
+    ref.setup(n_global, copies)
+    assert led.chain.call(ca.contract, "SEGMENT") == SEGMENT
+    for r in range(2):
+        ca.open_round(r, 600)
+        ref.open_round(r, 600)
+        for k, cp in enumerate(copies):
+            if r == 1 and k == 0:
+                continue
+            x = rng.normal(0.0, 20.0, len(cp))
+            ca.submit(k, x)
+            ref.submit(k, x)
+        a, b = ca.close_round(0.9), ref.close_round(0.9)
+        np.testing.assert_allclose(a.z, b.z, atol=2e-6, rtol=0)
+        assert a.primal_residual == pytest.approx(b.primal_residual, rel=1e-6, abs=1e-4)
+        assert a.dual_residual == pytest.approx(b.dual_residual, rel=1e-6, abs=1e-4)
+        assert a.missing == b.missing
+    assert b.missing == (0,)
+    ca.open_round(2, 600)
+    ca.submit(2, np.zeros(len(big)))
+    ca._x[2] = ca._x[2][:-1] + b"\x01"  # the aggregator alters the last segment of node 2
+    with pytest.raises(ContractRevert) as err:
+        ca.close_round(1.0)
+    assert err.value.error == "SubmissionMismatch"
