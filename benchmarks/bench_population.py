@@ -70,7 +70,7 @@ def one_case(n: int, ledger: str) -> dict[str, Any]:
 
         # A session's clear and settle are one transaction each over every participant, given
         # the node's block gas limit; at 1,000 households they need more than a 30 M block.
-        node = AnvilNode(block_gas_limit=BLOCK_GAS, base_fee_wei=0).start()
+        node = AnvilNode(block_gas_limit=BLOCK_GAS, base_fee_wei=0, prune_history=16).start()
     try:
         t0, c0 = time.perf_counter(), time.process_time()
         model = VdgModel(scenario, ledger="memory" if ledger == "memory" else "evm",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RHO_SCALE = 1_000_000
+ONE_TX_CLOSE_GAS = 20_000_000
+"""Largest estimated gas of a one-transaction close; larger problems are closed in pages."""
 PAGE_COPIES = 1_000
 SEGMENT = 64
 """Values per segment of a submission's hash chain (the contract's ``SEGMENT``)."""
@@ -45,12 +47,33 @@ PAGE_GLOBALS = 2_000
 # after) plus calldata and arithmetic; a node its submission word and hash; a finalised global
 # a cold load, a store and 8 bytes of log.
 _GAS_BASE = 120_000
-_GAS_PER_COPY = 23_000
+_GAS_PER_COPY = 24_000
 _GAS_PER_NODE = 6_000
 _GAS_PER_GLOBAL = 6_500
-_GAS_SETUP_PER_NODE = 50_000
+_GAS_SETUP = 400_000  # the header words and a data contract's creation
+_GAS_SETUP_PER_NODE = 60_000
 _GAS_SETUP_PER_BYTE = 260  # calldata, code deposit (200 a byte) and memory
 _GAS_SETUP_PER_CHUNK = 60_000
+# one-transaction close: per copy two passes over memory and calldata (x: 16 a byte), per global
+# the z-update and zPrev in calldata, memory expansion (3 a word plus words² / 512)
+_GAS_ONE_TX_PER_COPY = 1_200
+_GAS_ONE_TX_PER_GLOBAL = 600
+
+
+def _memory_gas(n_bytes: int) -> int:
+    words = n_bytes // 32 + 64
+    return 3 * words + words * words // 512
+
+
+def one_tx_close_gas(n_global: int, counts: Sequence[int]) -> int:
+    """Upper estimate of the gas of closing a round in one ``closeRound`` transaction."""
+    n_copies = sum(counts)
+    return (
+        _GAS_BASE
+        + _GAS_ONE_TX_PER_COPY * n_copies
+        + _GAS_ONE_TX_PER_GLOBAL * n_global
+        + _memory_gas(40 * n_global + 4 * len(counts) + 10 * n_copies)
+    )
 
 
 def close_pages(
@@ -92,10 +115,16 @@ class ContractAdmm:
         ledger: a deployed ledger; its aggregator account opens and closes rounds.
         page_copies: coupling values per close page (a larger node gets a page of its own).
         page_globals: global variables per finalise page.
+        paged: close rounds in pages; ``None`` (default) pages when a one-transaction close
+            would need more than :data:`ONE_TX_CLOSE_GAS` (or the block gas limit).
     """
 
     def __init__(
-        self, ledger: Web3Ledger, page_copies: int = PAGE_COPIES, page_globals: int = PAGE_GLOBALS
+        self,
+        ledger: Web3Ledger,
+        page_copies: int = PAGE_COPIES,
+        page_globals: int = PAGE_GLOBALS,
+        paged: bool | None = None,
     ) -> None:
         if page_copies < 1 or page_globals < 1:
             raise ProtocolError(
@@ -103,6 +132,10 @@ class ContractAdmm:
             )
         self._page_copies = page_copies
         self._page_globals = page_globals
+        self._paged_choice = paged
+        self.paged = False
+        self._one_tx_gas = 0
+        self._z_prev = np.zeros(0, dtype=np.int64)
         self._gas_cap = 0
         self._pages: list[list[tuple[int, int, int]]] = []
         self._ledger = ledger
@@ -137,12 +170,19 @@ class ContractAdmm:
         )
         self._nodes = [self._chain.new_account() for _ in copies]
         self._gas_cap = int(self._chain.w3.eth.get_block("latest")["gasLimit"])
+        self._one_tx_gas = one_tx_close_gas(n_global, counts)
+        self.paged = (
+            self._one_tx_gas > min(ONE_TX_CLOSE_GAS, self._gas_cap)
+            if self._paged_choice is None
+            else self._paged_choice
+        )
         blob_bytes = 4 * len(counts) + 2 * len(flat)
         setup_gas = (
-            _GAS_BASE
+            _GAS_SETUP
             + _GAS_SETUP_PER_NODE * len(counts)
             + _GAS_SETUP_PER_BYTE * blob_bytes
             + _GAS_SETUP_PER_CHUNK * (blob_bytes // 24_000 + 1)
+            + (0 if self.paged else _memory_gas(blob_bytes + 8 * n_global))  # hash of z = 0
         )
         self._check_gas("setup", f"{len(counts)} nodes, {len(flat)} copies", setup_gas)
         self._chain.transact(
@@ -153,10 +193,17 @@ class ContractAdmm:
                 counts,
                 np.asarray(flat, dtype=">u2").tobytes(),
                 [a.address for a in self._nodes],
+                self.paged,
             ],
             self._aggregator,
             setup_gas,
         )
+        self._n_global = n_global
+        self._z_prev = np.zeros(n_global, dtype=np.int64)
+        self._round = 0
+        if not self.paged:
+            self._check_gas("closeRound", f"{len(counts)} nodes", self._one_tx_gas)
+            return
         self._pages = close_pages(counts, self._page_copies)
         for page in self._pages:
             what = f"nodes {page[0][0]}..{page[-1][0]}"
@@ -166,8 +213,6 @@ class ContractAdmm:
             f"{self._page_globals} global variables",
             _GAS_BASE + _GAS_PER_GLOBAL * min(self._page_globals, n_global),
         )
-        self._n_global = n_global
-        self._round = 0
 
     def open_round(self, round_index: int, deadline_s: float) -> None:
         """Open a round; nodes may submit until ``deadline_s`` seconds from now (chain time)."""
@@ -199,39 +244,26 @@ class ContractAdmm:
     def close_round(
         self, rho: float, eps_primal: float | None = None, eps_dual: float | None = None
     ) -> RoundResult:
-        """Close the round on chain page by page; z and the residuals as the contract computed."""
+        """Close the round on chain; z and the residuals as the contract computed them."""
         s2 = ADMM_SCALE * ADMM_SCALE
-        eps_p_sq = 2**256 - 1 if eps_primal is None else round(eps_primal * eps_primal * s2)
-        rho_sq = round(rho * rho * RHO_SCALE)
-        eps_d_sq = 2**256 - 1 if eps_dual is None else round(eps_dual * eps_dual * s2 * RHO_SCALE)
-        contract = self.contract
+        eps = (
+            2**256 - 1 if eps_primal is None else round(eps_primal * eps_primal * s2),
+            round(rho * rho * RHO_SCALE),
+            2**256 - 1 if eps_dual is None else round(eps_dual * eps_dual * s2 * RHO_SCALE),
+        )
+        receipts = self._close_paged(eps) if self.paged else [self._close_one(eps)]
+        events = self.contract.events
         missing: list[int] = []
-        for page in self._pages:
-            xs = b"".join(self._x[k][8 * j : 8 * (j + m)] for k, j, m in page if k in self._x)
-            receipt = self._chain.transact(
-                contract,
-                "closePage",
-                [xs, sum(m for *_, m in page)],
-                self._aggregator,
-                self._close_gas(page),
-            )
-            ev = contract.events.PageClosed().process_receipt(receipt, errors=DISCARD)[0]["args"]
-            blob = bytes(ev["missing"])
-            missing += [int.from_bytes(blob[i : i + 2], "big") for i in range(0, len(blob), 2)]
         z_parts: list[np.ndarray] = []
-        for g0 in range(0, self._n_global, self._page_globals):
-            count = min(self._page_globals, self._n_global - g0)
-            receipt = self._chain.transact(
-                contract,
-                "finalisePage",
-                [count, eps_p_sq, rho_sq, eps_d_sq],
-                self._aggregator,
-                _GAS_BASE + _GAS_PER_GLOBAL * count,
-            )
-            ev = contract.events.ZPage().process_receipt(receipt, errors=DISCARD)[0]["args"]
-            z_parts.append(admm_unpack(bytes(ev["z"])))
-        ev = contract.events.RoundClosed().process_receipt(receipt, errors=DISCARD)[0]["args"]
+        for receipt in receipts:
+            for e in events.PageClosed().process_receipt(receipt, errors=DISCARD):
+                blob = bytes(e["args"]["missing"])
+                missing += [int.from_bytes(blob[i : i + 2], "big") for i in range(0, len(blob), 2)]
+            for e in events.ZPage().process_receipt(receipt, errors=DISCARD):
+                z_parts.append(admm_unpack(bytes(e["args"]["z"])))
+        ev = events.RoundClosed().process_receipt(receipts[-1], errors=DISCARD)[0]["args"]
         z_fixed = np.concatenate(z_parts)
+        self._z_prev = z_fixed
         gas = sum(r.gas_used for r in self._chain.gas_log[self._gas_mark :])
         primal = math.sqrt(int(ev["primalSq"])) / ADMM_SCALE
         dual = rho * math.sqrt(int(ev["dualSq"])) / ADMM_SCALE
@@ -246,3 +278,36 @@ class ContractAdmm:
             converged=converged,
             gas_used=gas,
         )
+
+    def _close_one(self, eps: tuple[int, int, int]) -> Any:
+        xs = b"".join(self._x[k] for k in sorted(self._x))
+        args = [xs, admm_pack(self._z_prev), *eps]
+        return self._chain.transact(
+            self.contract, "closeRound", args, self._aggregator, self._one_tx_gas
+        )
+
+    def _close_paged(self, eps: tuple[int, int, int]) -> list[Any]:
+        receipts = []
+        for page in self._pages:
+            xs = b"".join(self._x[k][8 * j : 8 * (j + m)] for k, j, m in page if k in self._x)
+            receipts.append(
+                self._chain.transact(
+                    self.contract,
+                    "closePage",
+                    [xs, sum(m for *_, m in page)],
+                    self._aggregator,
+                    self._close_gas(page),
+                )
+            )
+        for g0 in range(0, self._n_global, self._page_globals):
+            count = min(self._page_globals, self._n_global - g0)
+            receipts.append(
+                self._chain.transact(
+                    self.contract,
+                    "finalisePage",
+                    [count, *eps],
+                    self._aggregator,
+                    _GAS_BASE + _GAS_PER_GLOBAL * count,
+                )
+            )
+        return receipts

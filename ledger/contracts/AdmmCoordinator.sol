@@ -8,8 +8,11 @@ import {Registry} from "./Registry.sol";
 /// map[offset_k + j]. Values are int64 fixed point (scale set by the client), big-endian.
 /// A node submits its vector in calldata; the contract keeps only a hash of it, chained over
 /// segments of SEGMENT values (keccak(round ‖ x[0:S]), then keccak(h ‖ x[S:2S]), ...), so that a
-/// vector can be checked across several transactions. The aggregator closes the round in pages,
-/// so that no transaction's gas grows with the population:
+/// vector can be checked across several transactions.
+/// Without pages (set at setup) the aggregator closes a round in one transaction, closeRound,
+/// with every submitted vector and the previous z in calldata (checked against the stored
+/// hashes and the hash of z), everything computed in memory: cheapest for small problems, but
+/// its gas grows with the problem. With pages no transaction's gas grows with the population:
 ///   closePage(xs, count): the next `count` copies in node order (a page ends at a node's end or
 ///     at a segment boundary within a node), with the submitted values among them in calldata;
 ///     each node's values are checked against its stored hash when its last value is paged in,
@@ -47,8 +50,12 @@ contract AdmmCoordinator {
     uint64 public deadline;
     bool public isOpen;
     bool public converged;
+    /// @dev rounds closed in pages (closePage, finalisePage), else in one closeRound
+    bool public paged;
     /// @dev set by the first close page: no submission is taken after it
     bool public closing;
+    /// @dev one-transaction close: hash of z (z itself is in the ZPage event)
+    bytes32 public zHash;
     /// @dev the next copy and its node to page in, then the next global variable to finalise
     uint32 public nextCopy;
     uint32 public nextNode;
@@ -75,6 +82,8 @@ contract AdmmCoordinator {
     error BadLength();
     error BadPage(uint256 next, uint256 count);
     error SubmissionMismatch(uint256 node);
+    error ZMismatch();
+    error WrongMode(bool paged);
 
     event SetUp(uint256 nGlobal, uint256 nNodes, uint256 nCopies);
     event RoundOpened(uint256 indexed round, uint256 deadline);
@@ -99,10 +108,14 @@ contract AdmmCoordinator {
     /// @param counts number of coupling entries of each node.
     /// @param map uint16 global index of every copy, nodes in order.
     /// @param accounts the account each node submits from.
-    function setup(uint256 nGlobal_, uint32[] calldata counts, bytes calldata map, address[] calldata accounts)
-        external
-        onlyAggregator
-    {
+    /// @param paged_ close rounds in pages (closePage, finalisePage) instead of one closeRound.
+    function setup(
+        uint256 nGlobal_,
+        uint32[] calldata counts,
+        bytes calldata map,
+        address[] calldata accounts,
+        bool paged_
+    ) external onlyAggregator {
         require(nNodes == 0, AlreadySetUp());
         uint256 n = counts.length;
         require(
@@ -141,6 +154,8 @@ contract AdmmCoordinator {
         nGlobal = nGlobal_;
         nNodes = n;
         nCopies = off;
+        paged = paged_;
+        if (!paged_) zHash = keccak256(new bytes(nGlobal_ * 8));
         emit SetUp(nGlobal_, n, off);
     }
 
@@ -174,6 +189,179 @@ contract AdmmCoordinator {
         return uint64(submission[node]) == uint256(round) + 1 && isOpen;
     }
 
+    /// @notice Close the round in one transaction (a setup without pages): z-update and residual
+    /// sums over the submitted vectors, in memory.
+    /// @param xs the submitted vectors of the submitting nodes, in node order, concatenated.
+    /// @param zPrev previous z (int64 each), all zero before the first round.
+    /// @param epsPrimalSq converged when primalSq <= epsPrimalSq and rhoSq * dualSq <= epsDualSqScaled.
+    function closeRound(
+        bytes calldata xs,
+        bytes calldata zPrev,
+        uint256 epsPrimalSq,
+        uint256 rhoSq,
+        uint256 epsDualSqScaled
+    ) external onlyAggregator {
+        require(isOpen, RoundNotOpen(round));
+        require(!paged, WrongMode(paged));
+        uint256 ng = nGlobal;
+        require(zPrev.length == ng * 8, BadLength());
+        require(keccak256(zPrev) == zHash, ZMismatch());
+        bytes memory blob = _loadMap();
+        // acc[g] = sum << 64 | submitted << 32 | all  (int128 sum, uint32 counts), zeroed
+        uint256 acc;
+        assembly ("memory-safe") {
+            acc := mload(0x40)
+            mstore(0x40, add(acc, mul(ng, 32)))
+            calldatacopy(acc, calldatasize(), mul(ng, 32)) // memory past the free pointer may be dirty
+        }
+        (bytes memory missing, uint256 subMask) = _accumulateAll(xs, blob, acc);
+        (bytes memory z, uint256 dSq) = _zUpdate(zPrev, ng, acc);
+        uint256 pSq = _primal(xs, blob, acc, subMask);
+        bool conv = pSq <= epsPrimalSq && rhoSq * dSq <= epsDualSqScaled;
+        zHash = keccak256(z);
+        primalSq = pSq;
+        dualSq = dSq;
+        converged = conv;
+        isOpen = false;
+        uint64 r = round;
+        round = r + 1;
+        emit PageClosed(r, 0, nNodes, missing);
+        emit ZPage(r, 0, z);
+        emit RoundClosed(r, pSq, dSq, conv);
+    }
+
+    /// @dev First pass: check each submitted vector against its stored hash and add it into acc;
+    /// count the copies of missing nodes too. Returns the missing nodes (uint16 each) and, for
+    /// the second pass, a bit per node (nodes beyond 255 are looked up again).
+    function _accumulateAll(bytes calldata xs, bytes memory blob, uint256 acc)
+        private
+        view
+        returns (bytes memory missing, uint256 subMask)
+    {
+        uint256 nn = nNodes;
+        uint256 total = nCopies;
+        uint64 r = round;
+        uint256 tag = uint256(r) + 1;
+        uint256 pos;
+        uint256 c0;
+        for (uint256 k = 0; k < nn; ++k) {
+            uint256 cnt = _count(blob, k, nn, total);
+            uint256 mp = _mapAt(blob, nn, c0);
+            uint256 w = submission[k];
+            if (uint64(w) == tag) {
+                if (k < 256) subMask |= 1 << k;
+                uint256 len = cnt * 8;
+                require(pos + len <= xs.length, BadLength());
+                bytes32 h = _hashFrom(r, 0, 0, xs[pos:pos + len]);
+                require(uint256(h) >> 64 == w >> 64, SubmissionMismatch(k));
+                assembly ("memory-safe") {
+                    let xp := add(xs.offset, pos)
+                    for { let end := add(xp, len) } lt(xp, end) {
+                        xp := add(xp, 8)
+                        mp := add(mp, 2)
+                    } {
+                        let sp := add(acc, shl(5, shr(240, mload(mp))))
+                        let v := signextend(7, shr(192, calldataload(xp)))
+                        mstore(sp, add(mload(sp), add(shl(64, v), 0x100000001)))
+                    }
+                }
+                pos += len;
+            } else {
+                missing = abi.encodePacked(missing, uint16(k));
+                assembly ("memory-safe") {
+                    for { let end := add(mp, mul(cnt, 2)) } lt(mp, end) { mp := add(mp, 2) } {
+                        let sp := add(acc, shl(5, shr(240, mload(mp))))
+                        mstore(sp, add(mload(sp), 1))
+                    }
+                }
+            }
+            c0 += cnt;
+        }
+        require(pos == xs.length, BadLength());
+    }
+
+    /// @dev z_g = sum_g / submitted_g (truncated toward zero), previous z_g when none came;
+    /// writes z into acc, returns z packed and Σ_g all_g (z_g − zPrev_g)².
+    function _zUpdate(bytes calldata zPrev, uint256 ng, uint256 acc)
+        private
+        pure
+        returns (bytes memory z, uint256 dSq)
+    {
+        z = new bytes(ng * 8 + 24); // 24 spare bytes: each store writes a whole word
+        assembly ("memory-safe") {
+            mstore(z, mul(ng, 8))
+            let zp := add(z, 32)
+            let pp := zPrev.offset
+            for { let end := add(acc, shl(5, ng)) } lt(acc, end) {
+                acc := add(acc, 32)
+                zp := add(zp, 8)
+                pp := add(pp, 8)
+            } {
+                let cw := mload(acc)
+                let ns := and(shr(32, cw), 0xffffffff)
+                let prev := signextend(7, shr(192, calldataload(pp)))
+                let zg := prev
+                if ns { zg := sdiv(sar(64, cw), ns) }
+                mstore(acc, zg)
+                let d := sub(zg, prev)
+                dSq := add(dSq, mul(mul(d, d), and(cw, 0xffffffff)))
+                mstore(zp, shl(192, zg))
+            }
+        }
+    }
+
+    /// @dev Second pass: Σ over submitted copies of (x_c − z_g)² (z now in acc).
+    function _primal(bytes calldata xs, bytes memory blob, uint256 zs, uint256 subMask)
+        private
+        view
+        returns (uint256 pSq)
+    {
+        uint256 nn = nNodes;
+        uint256 total = nCopies;
+        uint256 tag = uint256(round) + 1;
+        uint256 pos;
+        uint256 c0;
+        for (uint256 k = 0; k < nn; ++k) {
+            uint256 cnt = _count(blob, k, nn, total);
+            bool sub = k < 256 ? (subMask >> k) & 1 == 1 : uint64(submission[k]) == tag;
+            if (sub) {
+                uint256 mp = _mapAt(blob, nn, c0);
+                assembly ("memory-safe") {
+                    let xp := add(xs.offset, pos)
+                    for { let end := add(xp, mul(cnt, 8)) } lt(xp, end) {
+                        xp := add(xp, 8)
+                        mp := add(mp, 2)
+                    } {
+                        let d := sub(signextend(7, shr(192, calldataload(xp))), mload(add(zs, shl(5, shr(240, mload(mp))))))
+                        pSq := add(pSq, mul(d, d))
+                    }
+                }
+                pos += cnt * 8;
+            }
+            c0 += cnt;
+        }
+    }
+
+    function _mapAt(bytes memory blob, uint256 nn, uint256 c0) private pure returns (uint256 ptr) {
+        assembly ("memory-safe") {
+            ptr := add(add(add(blob, 32), mul(nn, 4)), mul(c0, 2))
+        }
+    }
+
+    function _count(bytes memory blob, uint256 k, uint256 nn, uint256 total) private pure returns (uint256) {
+        uint256 a;
+        uint256 b = total;
+        assembly ("memory-safe") {
+            a := shr(224, mload(add(add(blob, 32), mul(k, 4))))
+        }
+        if (k + 1 < nn) {
+            assembly ("memory-safe") {
+                b := shr(224, mload(add(add(blob, 32), mul(add(k, 1), 4))))
+            }
+        }
+        return b - a;
+    }
+
     /// @notice Page in the next `count` copies (node order): check and accumulate the values.
     /// @param xs the page's values of the nodes that submitted, in node order, concatenated.
     function closePage(bytes calldata xs, uint256 count) external onlyAggregator {
@@ -182,6 +370,7 @@ contract AdmmCoordinator {
         uint256 total = nCopies;
         uint256 c = nextCopy;
         uint256 cEnd = c + count;
+        require(paged, WrongMode(paged));
         require(count > 0 && cEnd <= total, BadPage(c, count));
         closing = true;
         bytes memory map = _loadRange(4 * nn + 2 * c, 2 * count);
@@ -304,6 +493,7 @@ contract AdmmCoordinator {
         require(isOpen, RoundNotOpen(round));
         uint256 ng = nGlobal;
         uint256 g0 = nextGlobal;
+        require(paged, WrongMode(paged));
         require(nextNode == nNodes && count > 0 && g0 + count <= ng, BadPage(g0, count));
         uint256 t16 = (uint256(round) + 1) & 0xffff;
         bytes memory z = new bytes(count * 8 + 24); // 24 spare bytes: each store writes a whole word
@@ -378,6 +568,20 @@ contract AdmmCoordinator {
             uint256 hi = (i + 1) * CHUNK < end ? (i + 1) * CHUNK : end;
             assembly ("memory-safe") {
                 extcodecopy(p, add(add(out, 32), sub(lo, start)), add(1, sub(lo, mul(i, CHUNK))), sub(hi, lo))
+            }
+        }
+    }
+
+    function _loadMap() private view returns (bytes memory blob) {
+        uint256 total = 4 * nNodes + 2 * nCopies;
+        blob = new bytes(total);
+        uint256 nc = mapChunks.length;
+        for (uint256 i = 0; i < nc; ++i) {
+            address p = mapChunks[i];
+            uint256 start = i * CHUNK;
+            uint256 len = total - start < CHUNK ? total - start : CHUNK;
+            assembly ("memory-safe") {
+                extcodecopy(p, add(add(blob, 32), start), 1, len)
             }
         }
     }

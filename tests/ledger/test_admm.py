@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from ledger.admm import SEGMENT, ContractAdmm, close_pages
+from ledger.admm import (
+    ONE_TX_CLOSE_GAS,
+    SEGMENT,
+    ContractAdmm,
+    close_pages,
+    one_tx_close_gas,
+)
 from ledger.admm_reference import ReferenceAdmm
 from ledger.client import Web3Ledger
 from ledger.errors import ContractRevert, ProtocolError
@@ -65,12 +71,12 @@ def test_reference_refuses_late_and_double_submissions() -> None:
 
 @pytest.mark.chain
 @pytest.mark.parametrize(
-    ("page_copies", "page_globals"),
-    [(2_000, 2_000), (10, 7), (1, 1)],
-    ids=["one-page", "pages-of-10-copies-7-globals", "one-copy-and-one-global-pages"],
+    ("page_copies", "page_globals", "paged"),
+    [(1, 1, False), (2_000, 2_000, True), (10, 7, True), (1, 1, True)],
+    ids=["one-transaction", "one-page", "pages-of-10-copies-7-globals", "one-value-pages"],
 )
 def test_contract_z_update_equals_the_reference(
-    led: Web3Ledger, page_copies: int, page_globals: int
+    led: Web3Ledger, page_copies: int, page_globals: int, paged: bool
 ) -> None:
     rng = np.random.default_rng(7)
     n_global = 40
@@ -79,7 +85,7 @@ def test_contract_z_update_equals_the_reference(
         for _ in range(9)
     ]
     copies[5] = [3, 3, 17]  # a node may hold two copies of one global
-    ca, ref = ContractAdmm(led, page_copies, page_globals), ReferenceAdmm()
+    ca, ref = ContractAdmm(led, page_copies, page_globals, paged), ReferenceAdmm()
     mark = len(led.gas_log)
     ca.setup(n_global, copies)
     ref.setup(n_global, copies)
@@ -102,11 +108,13 @@ def test_contract_z_update_equals_the_reference(
         assert a.converged == b.converged is False
         assert a.gas_used > 0
     assert b.missing == (1, 4)
-    pages = [r.call for r in led.gas_log[mark:]]
-    n_close = len(close_pages([len(c) for c in copies], page_copies))
-    assert pages.count("AdmmCoordinator.closePage") == 3 * n_close
-    assert pages.count("AdmmCoordinator.finalisePage") == 3 * -(-n_global // page_globals)
-    if page_copies < 20:
+    calls = [r.call for r in led.gas_log[mark:]]
+    n_close = len(close_pages([len(c) for c in copies], page_copies)) if paged else 0
+    assert calls.count("AdmmCoordinator.closeRound") == (0 if paged else 3)
+    assert calls.count("AdmmCoordinator.closePage") == 3 * n_close
+    n_final = -(-n_global // page_globals) if paged else 0
+    assert calls.count("AdmmCoordinator.finalisePage") == 3 * n_final
+    if paged and page_copies < 20:
         assert n_close > 1
 
 
@@ -146,6 +154,7 @@ def test_contract_refuses_late_double_and_foreign_submissions(led: Web3Ledger) -
 def test_contract_rejects_a_forged_vector_at_close(led: Web3Ledger) -> None:
     ca = ContractAdmm(led)
     ca.setup(4, COPIES)
+    assert not ca.paged  # small: one closeRound
     ca.open_round(0, 600)
     ca.submit(0, [1.0, 2.0])
     ca._x[0] = ca._x[0][:-1] + b"\x01"  # the aggregator alters node 0's vector
@@ -157,7 +166,7 @@ def test_contract_rejects_a_forged_vector_at_close(led: Web3Ledger) -> None:
 
 @pytest.mark.chain
 def test_contract_refuses_a_page_beyond_the_block_gas_limit(led: Web3Ledger) -> None:
-    ca = ContractAdmm(led, page_globals=65536)
+    ca = ContractAdmm(led, page_globals=65536, paged=True)
     with pytest.raises(ProtocolError, match=r"finalisePage over 65536 global .* block gas"):
         ca.setup(65536, [[0, 1], [65535]])
 
@@ -179,7 +188,8 @@ def test_contract_pages_split_a_large_node_and_agree_with_the_reference(
     n_global = 50
     big = rng.integers(0, n_global, size=SEGMENT * 3 + SEGMENT // 2).tolist()
     copies = [[0, 1], [], big, [2, 3, 4], []]
-    ca, ref = ContractAdmm(led, page_copies=SEGMENT, page_globals=20), ReferenceAdmm()
+    ca = ContractAdmm(led, page_copies=SEGMENT, page_globals=20, paged=True)
+    ref = ReferenceAdmm()
     ca.setup(n_global, copies)
     ref.setup(n_global, copies)
     assert led.chain.call(ca.contract, "SEGMENT") == SEGMENT
@@ -204,3 +214,24 @@ def test_contract_pages_split_a_large_node_and_agree_with_the_reference(
     with pytest.raises(ContractRevert) as err:
         ca.close_round(1.0)
     assert err.value.error == "SubmissionMismatch"
+
+
+@pytest.mark.chain
+def test_contract_refuses_the_other_mode_of_closing(led: Web3Ledger) -> None:
+    for paged, call, args in (
+        (True, "closeRound", [b"", b"\x00" * 32, 0, 0, 0]),
+        (False, "closePage", [b"", 1]),
+    ):
+        ca = ContractAdmm(led, paged=paged)
+        ca.setup(4, COPIES)
+        ca.open_round(0, 600)
+        with pytest.raises(ContractRevert) as err:
+            led.chain.transact(ca.contract, call, args, ca._aggregator)
+        assert err.value.error == "WrongMode"
+
+
+def test_a_large_problem_is_closed_in_pages() -> None:
+    t = 24
+    counts = [t] * 1000 + [1000 * t]
+    assert one_tx_close_gas(1000 * t, counts) > ONE_TX_CLOSE_GAS
+    assert one_tx_close_gas(2232, [140] * 32) < ONE_TX_CLOSE_GAS  # case33bw x 24 h by bus
