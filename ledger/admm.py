@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RHO_SCALE = 1_000_000
+SUBMIT_BATCH = 500
+"""Submissions per JSON-RPC batch request (``batch_submits``)."""
 ONE_TX_CLOSE_GAS = 20_000_000
 """Largest estimated gas of a one-transaction close; larger problems are closed in pages."""
 PAGE_COPIES = 1_000
@@ -58,6 +60,11 @@ _GAS_SETUP_PER_CHUNK = 60_000
 # the z-update and zPrev in calldata, memory expansion (3 a word plus words² / 512)
 _GAS_ONE_TX_PER_COPY = 1_200
 _GAS_ONE_TX_PER_GLOBAL = 600
+
+
+def _submit_gas(n_bytes: int) -> int:
+    # calldata (16 a byte), the hash chain, one fresh storage word
+    return 80_000 + 40 * n_bytes
 
 
 def _memory_gas(n_bytes: int) -> int:
@@ -117,6 +124,9 @@ class ContractAdmm:
         page_globals: global variables per finalise page.
         paged: close rounds in pages; ``None`` (default) pages when a one-transaction close
             would need more than :data:`ONE_TX_CLOSE_GAS` (or the block gas limit).
+        batch_submits: sign each submission at :meth:`submit` and send them together (JSON-RPC
+            batch requests on a node) when the round closes; a submission's revert is then
+            raised by :meth:`close_round`.
     """
 
     def __init__(
@@ -125,6 +135,7 @@ class ContractAdmm:
         page_copies: int = PAGE_COPIES,
         page_globals: int = PAGE_GLOBALS,
         paged: bool | None = None,
+        batch_submits: bool = False,
     ) -> None:
         if page_copies < 1 or page_globals < 1:
             raise ProtocolError(
@@ -133,6 +144,8 @@ class ContractAdmm:
         self._page_copies = page_copies
         self._page_globals = page_globals
         self._paged_choice = paged
+        self._batch = batch_submits
+        self._queued: list[Any] = []
         self.paged = False
         self._one_tx_gas = 0
         self._z_prev = np.zeros(0, dtype=np.int64)
@@ -227,7 +240,14 @@ class ContractAdmm:
         if not 0 <= node < len(self._nodes):
             raise ProtocolError(f"unknown node {node}")
         blob = admm_pack(admm_to_fixed(f"x_local[node {node}]", x_local))
-        self._chain.transact(self.contract, "submit", [self._round, blob], self._nodes[node])
+        if self._batch:
+            data = self.contract.encode_abi("submit", args=[self._round, blob])
+            tx = {"to": self.contract.address, "data": data, "gas": _submit_gas(len(blob))}
+            self._queued += self._chain.sign_batch(
+                [(self._nodes[node], tx, "AdmmCoordinator.submit")]
+            )
+        else:
+            self._chain.transact(self.contract, "submit", [self._round, blob], self._nodes[node])
         self._x[node] = blob
 
     def _check_gas(self, call: str, what: str, gas: int) -> None:
@@ -251,6 +271,9 @@ class ContractAdmm:
             round(rho * rho * RHO_SCALE),
             2**256 - 1 if eps_dual is None else round(eps_dual * eps_dual * s2 * RHO_SCALE),
         )
+        for i in range(0, len(self._queued), SUBMIT_BATCH):
+            self._chain.send_batch(self._queued[i : i + SUBMIT_BATCH])
+        self._queued = []
         receipts = self._close_paged(eps) if self.paged else [self._close_one(eps)]
         events = self.contract.events
         missing: list[int] = []

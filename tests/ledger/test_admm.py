@@ -180,15 +180,16 @@ def test_close_pages_split_nodes_at_segment_boundaries() -> None:
 
 
 @pytest.mark.chain
+@pytest.mark.parametrize("batch", [False, True], ids=["submit-each", "submits-batched"])
 def test_contract_pages_split_a_large_node_and_agree_with_the_reference(
-    led: Web3Ledger,
+    led: Web3Ledger, batch: bool
 ) -> None:
     """A node of 3.5 segments and empty nodes, closed in pages of one segment or less."""
     rng = np.random.default_rng(11)
     n_global = 50
     big = rng.integers(0, n_global, size=SEGMENT * 3 + SEGMENT // 2).tolist()
     copies = [[0, 1], [], big, [2, 3, 4], []]
-    ca = ContractAdmm(led, page_copies=SEGMENT, page_globals=20, paged=True)
+    ca = ContractAdmm(led, page_copies=SEGMENT, page_globals=20, paged=True, batch_submits=batch)
     ref = ReferenceAdmm()
     ca.setup(n_global, copies)
     ref.setup(n_global, copies)
