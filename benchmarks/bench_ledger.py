@@ -184,8 +184,9 @@ def bench_admm(led: Web3Ledger, rng: np.random.Generator) -> list[Row]:
         res = admm.close_round(1.0)
         dt = time.perf_counter() - t0
         submits = _gas_since(led, mark, "AdmmCoordinator.submit")
-        close = sum(_gas_since(led, mark, "AdmmCoordinator.closePage")) + sum(
-            _gas_since(led, mark, "AdmmCoordinator.finalisePage")
+        close = sum(
+            sum(_gas_since(led, mark, f"AdmmCoordinator.{fn}"))
+            for fn in ("closeRound", "closePage", "finalisePage")
         )
         label = "first round" if r == 0 else "later rounds"
         rows.append(
@@ -205,7 +206,7 @@ def bench_admm(led: Web3Ledger, rng: np.random.Generator) -> list[Row]:
                 0.0,
             )
         )
-        rows.append(Row("  of which close pages (z-update, residuals)", close, "gas", 0.0))
+        rows.append(Row("  of which close (z-update, residuals)", close, "gas", 0.0))
     return rows
 
 
@@ -234,10 +235,11 @@ def bench_grid_opf(led: Web3Ledger) -> list[Row]:
     for i, r in enumerate(log):
         if r.call == "AdmmCoordinator.openRound":
             current = r.gas_used
-        elif r.call == "AdmmCoordinator.submit" or r.call in close_calls:
+        elif r.call in ("AdmmCoordinator.submit", "AdmmCoordinator.closeRound", *close_calls):
             current += r.gas_used
-            last_page = r.call == close_calls[1] and (
-                i + 1 == len(log) or log[i + 1].call != close_calls[1]
+            last_page = r.call == "AdmmCoordinator.closeRound" or (
+                r.call == close_calls[1]
+                and (i + 1 == len(log) or log[i + 1].call != close_calls[1])
             )
             if last_page:
                 label = "first" if not rows else "second"
