@@ -19,11 +19,11 @@ brains did before (one cvxpy problem per household, built, compiled and solved) 
 :func:`mas.brains.hems.solve_plan`. Goal: 10,000 households in at most 60 s with the in-memory
 ledger.
 
-Measured 2026-11-22 (2-core machine shared with three other jobs, load average 4.1), anvil,
-1,000 households, one run: 1,330.8 s wall (setup 95.5 s, 8 ADMM rounds 388.8 s, day-ahead
-85.5 s, real-time 514.7 s, delivery 35.1 s), 29,491 trades as with the memory ledger, 6.08·10⁹
-gas. 10,000 households do not run on a chain (the on-chain ADMM holds 65,536 global variables,
-2,730 households); see docs/mesa.md.
+Measured 2026-11-22 (2-core machine shared with three other jobs), anvil, 1,000 households, two
+runs: 1,014.6 s wall at load average 1.1 (setup 69.4 s, 8 ADMM rounds 285.1 s, day-ahead 70.1 s,
+real-time 385.2 s, delivery 27.0 s) and 1,330.8 s at load 4.1; 29,491 trades as with the memory
+ledger, 6.08·10⁹ gas. 10,000 households do not run on a chain (the on-chain ADMM holds 65,536
+global variables, 2,730 households); see docs/mesa.md.
 
     python benchmarks/bench_population.py               # memory 1,000 and 10,000; anvil 1,000
     python benchmarks/bench_population.py --sizes 1000 --ledgers memory,anvil,evm --repeat 3
