@@ -184,7 +184,10 @@ def bench_admm(led: Web3Ledger, rng: np.random.Generator) -> list[Row]:
         res = admm.close_round(1.0)
         dt = time.perf_counter() - t0
         submits = _gas_since(led, mark, "AdmmCoordinator.submit")
-        close = _gas_since(led, mark, "AdmmCoordinator.closeRound")[0]
+        close = sum(
+            sum(_gas_since(led, mark, f"AdmmCoordinator.{fn}"))
+            for fn in ("closeRound", "closePage", "finalisePage")
+        )
         label = "first round" if r == 0 else "later rounds"
         rows.append(
             Row(
@@ -227,12 +230,18 @@ def bench_grid_opf(led: Web3Ledger) -> list[Row]:
     model.solve(inputs, aggregator=ContractAdmm(led), batched=True)
     dt = time.perf_counter() - t0
     rows, current = [], 0
-    for r in led.gas_log[mark:]:
+    close_calls = ("AdmmCoordinator.closePage", "AdmmCoordinator.finalisePage")
+    log = led.gas_log[mark:]
+    for i, r in enumerate(log):
         if r.call == "AdmmCoordinator.openRound":
             current = r.gas_used
-        elif r.call in ("AdmmCoordinator.submit", "AdmmCoordinator.closeRound"):
+        elif r.call in ("AdmmCoordinator.submit", "AdmmCoordinator.closeRound", *close_calls):
             current += r.gas_used
-            if r.call == "AdmmCoordinator.closeRound":
+            last_page = r.call == "AdmmCoordinator.closeRound" or (
+                r.call == close_calls[1]
+                and (i + 1 == len(log) or log[i + 1].call != close_calls[1])
+            )
+            if last_page:
                 label = "first" if not rows else "second"
                 rows.append(
                     Row(

@@ -60,11 +60,22 @@ class AnvilNode:
         startup_timeout_s: seconds to wait for the RPC port.
         automine: mine a block when a transaction arrives (anvil's default); ``False`` starts
             the node with ``--no-mining`` (blocks only on ``evm_mine``).
+        base_fee_wei: the first block's base fee (anvil's default when None). With 0 the base
+            fee stays 0: blocks above the gas target (half the limit) raise a nonzero base fee
+            by up to 12.5 % each, which can overtake a sender's fee cap and leave its
+            transactions in the pool.
+        prune_history: keep at most this many past states, in memory (anvil's
+            ``--prune-history``); by default anvil keeps every block's state and writes the
+            older ones to ``~/.foundry/anvil/tmp``, gigabytes for a long run with large
+            storage, left behind when the node is killed.
     """
 
     def __init__(self, block_gas_limit: int = 30_000_000, startup_timeout_s: float = 20.0,
-                 *, automine: bool = True) -> None:
+                 *, automine: bool = True, base_fee_wei: int | None = None,
+                 prune_history: int | None = None) -> None:
         self.block_gas_limit = block_gas_limit
+        self.prune_history = prune_history
+        self.base_fee_wei = base_fee_wei
         self.automine = automine
         self.startup_timeout_s = startup_timeout_s
         self.port = 0
@@ -91,6 +102,10 @@ class AnvilNode:
         ]  # fmt: skip
         if not self.automine:
             cmd.append("--no-mining")
+        if self.base_fee_wei is not None:
+            cmd += ["--block-base-fee-per-gas", str(self.base_fee_wei)]
+        if self.prune_history is not None:
+            cmd += ["--prune-history", str(self.prune_history)]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 
 from ledger.chain import DEFAULT_GAS_LIMIT, Chain, ChainConfig, GasRecord
-from ledger.errors import ProtocolError
+from ledger.errors import ContractRevert, ProtocolError
 from ledger.fixedpoint import (
     eur_to_nano,
     kwh_to_wh,
@@ -31,7 +31,6 @@ from ledger.results import Bill, Deployment, FleetStep, SessionClearing, SignedR
 logger = logging.getLogger(__name__)
 
 ADMIN, DSO, AUCTIONEER, AGGREGATOR, HOUSEHOLD = 1, 2, 4, 8, 16
-BIG_GAS = 29_000_000
 MAX_UINT = 2**256 - 1
 
 
@@ -58,6 +57,7 @@ class Web3Ledger:
         self._sealed: dict[tuple[int, str], tuple[OrderVector, bytes]] = {}
         self._clearings: dict[int, SessionClearing] = {}
         self._session_block: dict[int, int] = {}
+        self._block_gas_limit = 0
 
     # ------------------------------------------------------------------------ deployment
 
@@ -133,6 +133,31 @@ class Web3Ledger:
     ) -> Any:
         acct = sender if isinstance(sender, LocalAccount) else self.chain.key(sender)
         return self.chain.transact(self.c[contract], fn, args, acct, gas)
+
+    def _book_tx(
+        self, fn: str, args: Sequence[Any], sender: str | LocalAccount, what: str
+    ) -> Any:
+        """A market transaction over a whole session's book, with the node's block gas limit.
+
+        Its gas grows with the book: it gets a block of its own, and a book too large for one
+        block is reported as such.
+
+        Raises:
+            ProtocolError: the transaction ran out of the block gas limit.
+        """
+        if self._block_gas_limit == 0:
+            self._block_gas_limit = int(self.chain.w3.eth.get_block("latest")["gasLimit"])
+        gas = self._block_gas_limit
+        try:
+            return self._tx("market", fn, args, sender, gas)
+        except Exception as exc:
+            named = isinstance(exc, ContractRevert) and exc.error
+            if named or "gas" not in str(exc).lower():
+                raise
+            raise ProtocolError(
+                f"VdgMarket.{fn} over {what} did not complete within the node's block gas "
+                f"limit of {gas:,} ({exc})"
+            ) from exc
 
     def _item(
         self,
@@ -403,12 +428,11 @@ class Web3Ledger:
         blob_hh = b"".join(to_canonical_address(h) for h in hh)
         blob_orders = b"".join(v.encode() for v in vectors)
         sorted_book = sort_book(vectors, n_slots) if sorted_book is None else sorted_book
-        receipt = self._tx(
-            "market",
+        receipt = self._book_tx(
             "clear",
             [sid, blob_hh, blob_orders, sorted_book],
             self.roles["auctioneer"],
-            BIG_GAS,
+            f"session {sid} ({len(hh)} households, {n_slots} slots)",
         )
         ev = self._events("market", "Cleared", receipt)[0]["args"]
         prices, results = bytes(ev["prices"]), bytes(ev["results"])
@@ -440,12 +464,11 @@ class Web3Ledger:
         if cl is None:
             raise ProtocolError(f"session {sid} was not cleared through this client")
         blob_hh = b"".join(to_canonical_address(h) for h in cl.households)
-        self._tx(
-            "market",
+        self._book_tx(
             "settle",
             [sid, blob_hh, cl.prices_blob, cl.results_blob],
             sender or self.roles["dso"],
-            BIG_GAS,
+            f"session {sid} ({len(cl.households)} households)",
         )
 
     def owed_nano(self, account: str) -> int:

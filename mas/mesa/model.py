@@ -504,7 +504,7 @@ class VdgModel(Model):
             from ledger.client import Web3Ledger  # noqa: PLC0415
 
             assert isinstance(self.ledger, Web3Ledger)
-            step = ContractAdmm(self.ledger)
+            step = ContractAdmm(self.ledger, batch_submits=True)
         admm.start(step)
         agents = {h.hid: h for h in self.households}
         self.rounds = run_rounds(admm, lambda hid, request: agents[hid].answer_round(request))

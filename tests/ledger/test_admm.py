@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from ledger.admm import ContractAdmm
+from ledger.admm import (
+    ONE_TX_CLOSE_GAS,
+    SEGMENT,
+    ContractAdmm,
+    close_pages,
+    one_tx_close_gas,
+)
 from ledger.admm_reference import ReferenceAdmm
 from ledger.client import Web3Ledger
 from ledger.errors import ContractRevert, ProtocolError
@@ -64,14 +70,23 @@ def test_reference_refuses_late_and_double_submissions() -> None:
 
 
 @pytest.mark.chain
-def test_contract_z_update_equals_the_reference(led: Web3Ledger) -> None:
+@pytest.mark.parametrize(
+    ("page_copies", "page_globals", "paged"),
+    [(1, 1, False), (2_000, 2_000, True), (10, 7, True), (1, 1, True)],
+    ids=["one-transaction", "one-page", "pages-of-10-copies-7-globals", "one-value-pages"],
+)
+def test_contract_z_update_equals_the_reference(
+    led: Web3Ledger, page_copies: int, page_globals: int, paged: bool
+) -> None:
     rng = np.random.default_rng(7)
     n_global = 40
     copies = [
         sorted(rng.choice(n_global, size=int(rng.integers(3, 12)), replace=False).tolist())
         for _ in range(9)
     ]
-    ca, ref = ContractAdmm(led), ReferenceAdmm()
+    copies[5] = [3, 3, 17]  # a node may hold two copies of one global
+    ca, ref = ContractAdmm(led, page_copies, page_globals, paged), ReferenceAdmm()
+    mark = len(led.gas_log)
     ca.setup(n_global, copies)
     ref.setup(n_global, copies)
     for r in range(3):
@@ -93,6 +108,14 @@ def test_contract_z_update_equals_the_reference(led: Web3Ledger) -> None:
         assert a.converged == b.converged is False
         assert a.gas_used > 0
     assert b.missing == (1, 4)
+    calls = [r.call for r in led.gas_log[mark:]]
+    n_close = len(close_pages([len(c) for c in copies], page_copies)) if paged else 0
+    assert calls.count("AdmmCoordinator.closeRound") == (0 if paged else 3)
+    assert calls.count("AdmmCoordinator.closePage") == 3 * n_close
+    n_final = -(-n_global // page_globals) if paged else 0
+    assert calls.count("AdmmCoordinator.finalisePage") == 3 * n_final
+    if paged and page_copies < 20:
+        assert n_close > 1
 
 
 @pytest.mark.chain
@@ -117,8 +140,8 @@ def test_contract_refuses_late_double_and_foreign_submissions(led: Web3Ledger) -
     with pytest.raises(ContractRevert) as err:
         led.chain.transact(
             ca.contract,
-            "closeRound",
-            [b"", b"\x00" * 32, 0, 0, 0],
+            "closePage",
+            [b"", 1],
             led.chain.key(led.new_account()),
         )
     assert err.value.error == "Unauthorized"
@@ -131,6 +154,7 @@ def test_contract_refuses_late_double_and_foreign_submissions(led: Web3Ledger) -
 def test_contract_rejects_a_forged_vector_at_close(led: Web3Ledger) -> None:
     ca = ContractAdmm(led)
     ca.setup(4, COPIES)
+    assert not ca.paged  # small: one closeRound
     ca.open_round(0, 600)
     ca.submit(0, [1.0, 2.0])
     ca._x[0] = ca._x[0][:-1] + b"\x01"  # the aggregator alters node 0's vector
@@ -138,3 +162,77 @@ def test_contract_rejects_a_forged_vector_at_close(led: Web3Ledger) -> None:
         ca.close_round(1.0)
     assert err.value.error == "SubmissionMismatch"
     assert led.chain.call(ca.contract, "isOpen") is True
+
+
+@pytest.mark.chain
+def test_contract_refuses_a_page_beyond_the_block_gas_limit(led: Web3Ledger) -> None:
+    ca = ContractAdmm(led, page_globals=65536, paged=True)
+    with pytest.raises(ProtocolError, match=r"finalisePage over 65536 global .* block gas"):
+        ca.setup(65536, [[0, 1], [65535]])
+
+
+def test_close_pages_split_nodes_at_segment_boundaries() -> None:
+    assert close_pages([3, 3, 3], 6) == [[(0, 0, 3), (1, 0, 3)], [(2, 0, 3)]]
+    assert close_pages([3, 9, 0, 1], 4, segment=4) == [
+        [(0, 0, 3)], [(1, 0, 4)], [(1, 4, 4)], [(1, 8, 1), (2, 0, 0), (3, 0, 1)]
+    ]
+    assert close_pages([5, 0], 1, segment=2) == [[(0, 0, 2)], [(0, 2, 2)], [(0, 4, 1), (1, 0, 0)]]
+
+
+@pytest.mark.chain
+@pytest.mark.parametrize("batch", [False, True], ids=["submit-each", "submits-batched"])
+def test_contract_pages_split_a_large_node_and_agree_with_the_reference(
+    led: Web3Ledger, batch: bool
+) -> None:
+    """A node of 3.5 segments and empty nodes, closed in pages of one segment or less."""
+    rng = np.random.default_rng(11)
+    n_global = 50
+    big = rng.integers(0, n_global, size=SEGMENT * 3 + SEGMENT // 2).tolist()
+    copies = [[0, 1], [], big, [2, 3, 4], []]
+    ca = ContractAdmm(led, page_copies=SEGMENT, page_globals=20, paged=True, batch_submits=batch)
+    ref = ReferenceAdmm()
+    ca.setup(n_global, copies)
+    ref.setup(n_global, copies)
+    assert led.chain.call(ca.contract, "SEGMENT") == SEGMENT
+    for r in range(2):
+        ca.open_round(r, 600)
+        ref.open_round(r, 600)
+        for k, cp in enumerate(copies):
+            if r == 1 and k == 0:
+                continue
+            x = rng.normal(0.0, 20.0, len(cp))
+            ca.submit(k, x)
+            ref.submit(k, x)
+        a, b = ca.close_round(0.9), ref.close_round(0.9)
+        np.testing.assert_allclose(a.z, b.z, atol=2e-6, rtol=0)
+        assert a.primal_residual == pytest.approx(b.primal_residual, rel=1e-6, abs=1e-4)
+        assert a.dual_residual == pytest.approx(b.dual_residual, rel=1e-6, abs=1e-4)
+        assert a.missing == b.missing
+    assert b.missing == (0,)
+    ca.open_round(2, 600)
+    ca.submit(2, np.zeros(len(big)))
+    ca._x[2] = ca._x[2][:-1] + b"\x01"  # the aggregator alters the last segment of node 2
+    with pytest.raises(ContractRevert) as err:
+        ca.close_round(1.0)
+    assert err.value.error == "SubmissionMismatch"
+
+
+@pytest.mark.chain
+def test_contract_refuses_the_other_mode_of_closing(led: Web3Ledger) -> None:
+    for paged, call, args in (
+        (True, "closeRound", [b"", b"\x00" * 32, 0, 0, 0]),
+        (False, "closePage", [b"", 1]),
+    ):
+        ca = ContractAdmm(led, paged=paged)
+        ca.setup(4, COPIES)
+        ca.open_round(0, 600)
+        with pytest.raises(ContractRevert) as err:
+            led.chain.transact(ca.contract, call, args, ca._aggregator)
+        assert err.value.error == "WrongMode"
+
+
+def test_a_large_problem_is_closed_in_pages() -> None:
+    t = 24
+    counts = [t] * 1000 + [1000 * t]
+    assert one_tx_close_gas(1000 * t, counts) > ONE_TX_CLOSE_GAS
+    assert one_tx_close_gas(2232, [140] * 32) < ONE_TX_CLOSE_GAS  # case33bw x 24 h by bus
