@@ -43,7 +43,8 @@ import time
 from typing import Any
 
 GOAL_S = 60.0
-PHASES = ("setup_s", "plan_s", "day-ahead_s", "real-time_s", "delivery_s", "collect_s")
+PHASES = ("setup_s", "plan_s", "day-ahead_s", "intraday_s", "real-time_s", "delivery_s",
+          "collect_s")
 LEDGERS = ("memory", "anvil", "evm")
 BLOCK_GAS = 1_000_000_000
 """anvil's block gas limit in the bench, and the gas of its clear and settle transactions (a
@@ -51,24 +52,30 @@ transaction's gas limit times its fee cap must stay below the sender's 10 ETH of
 node runs with a base fee of 0, so no fee cap falls behind a rising base fee."""
 
 
-def _scenario(n: int) -> Any:
+def _scenario(n: int, max_rounds: int | None = None) -> Any:
     from mas.scenario import Scenario  # noqa: PLC0415 - imports are timed apart from the case
     from mas.world import build_world  # noqa: PLC0415
 
     base = Scenario()
     n_base = len(build_world(base).households)
     limit = base.grid.import_limit_kw * n / n_base
-    return Scenario.from_dict({**base.to_dict(), "households": n,
-                               "grid": {**base.to_dict()["grid"], "import_limit_kw": limit}})
+    grid = {**base.to_dict()["grid"], "import_limit_kw": limit}
+    if max_rounds is not None:
+        grid["max_rounds"] = max_rounds
+    return Scenario.from_dict({**base.to_dict(), "households": n, "grid": grid})
 
 
-def one_case(n: int, ledger: str) -> dict[str, Any]:
-    """Run one case in this process and return its measures."""
+def one_case(n: int, ledger: str, max_rounds: int | None = None) -> dict[str, Any]:
+    """Run one case in this process and return its measures.
+
+    ``max_rounds`` replaces the scenario's ``grid.max_rounds`` (None: the scenario's, whose
+    rounds stop at the ADMM stopping rule or there).
+    """
     from mas.mesa.model import VdgModel  # noqa: PLC0415
     from mas.mesa.params import population_world  # noqa: PLC0415
 
     t0 = time.perf_counter()
-    scenario = _scenario(n)  # the feeder (cached; not timed below)
+    scenario = _scenario(n, max_rounds)  # the feeder (cached; not timed below)
     world = population_world(scenario)
     world_s = time.perf_counter() - t0
     node = None
@@ -92,7 +99,8 @@ def one_case(n: int, ledger: str) -> dict[str, Any]:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open("/proc/self/statm", encoding="ascii") as f:  # resident pages now (Linux)
         rss_end_mb = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    return {"households": n, "ledger": ledger, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+    return {"households": n, "ledger": ledger, "max_rounds": scenario.grid.max_rounds,
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
             "load_avg_1m": round(os.getloadavg()[0], 2), "world_s": round(world_s, 2),
             "peak_rss_mb": round(peak_mb, 1), "rss_end_mb": round(rss_end_mb, 1),
             **{k: summary[k] for k in PHASES},
@@ -160,16 +168,24 @@ def main() -> None:
                     help="largest population run on a chain (anvil or py-evm)")
     ap.add_argument("--baseline", type=int, default=100,
                     help="households in the plan baseline (0: none)")
+    ap.add_argument("--max-rounds", default="",
+                    help="comma-separated caps on the ADMM coordination rounds, one case each "
+                         "(default: the scenario's grid.max_rounds)")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
-    ap.add_argument("--case", nargs=2, metavar=("N", "LEDGER"), help=argparse.SUPPRESS)
+    ap.add_argument("--case", nargs=3, metavar=("N", "LEDGER", "ROUNDS"), help=argparse.SUPPRESS)
     ap.add_argument("--baseline-case", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:
-        print(json.dumps(one_case(int(args.case[0]), args.case[1])))
+        rounds = int(args.case[2]) if args.case[2] != "scenario" else None
+        print(json.dumps(one_case(int(args.case[0]), args.case[1], rounds)))
         return
     if args.baseline_case:
         print(json.dumps(baseline(args.baseline_case)))
         return
+    caps = [c.strip() for c in args.max_rounds.split(",") if c.strip()] or ["scenario"]
+    for cap in caps:
+        if cap != "scenario" and (not cap.isdigit() or int(cap) < 1):
+            ap.error(f"--max-rounds: {cap!r} is not a positive integer")
     rows: list[dict[str, Any]] = []
     for ledger in args.ledgers.split(","):
         if ledger not in LEDGERS:
@@ -178,19 +194,21 @@ def main() -> None:
             if ledger != "memory" and n > args.evm_max:
                 rows.append({"households": n, "ledger": ledger, "wall_s": "not run (--evm-max)"})
                 continue
-            runs = []
-            for k in range(args.repeat):
-                print(f"running {n} households, {ledger} ledger ({k + 1}/{args.repeat}) ...",
-                      file=sys.stderr, flush=True)
-                got = _child(["--case", str(n), ledger])
-                if isinstance(got, str):
-                    rows.append({"households": n, "ledger": ledger, "wall_s": got})
-                    break
-                print(json.dumps(got), file=sys.stderr, flush=True)
-                runs.append(got)
-            if runs:
-                rows.append(_median_row(runs))
-    cols = ["households", "ledger", "wall_s", "cpu_s", "load_avg_1m", "peak_rss_mb", "rss_end_mb",
+            for cap in caps:
+                runs = []
+                for k in range(args.repeat):
+                    print(f"running {n} households, {ledger} ledger, rounds {cap} "
+                          f"({k + 1}/{args.repeat}) ...", file=sys.stderr, flush=True)
+                    got = _child(["--case", str(n), ledger, cap])
+                    if isinstance(got, str):
+                        rows.append({"households": n, "ledger": ledger, "wall_s": got})
+                        break
+                    print(json.dumps(got), file=sys.stderr, flush=True)
+                    runs.append(got)
+                if runs:
+                    rows.append(_median_row(runs))
+    cols = ["households", "ledger", "max_rounds", "wall_s", "cpu_s", "load_avg_1m", "peak_rss_mb",
+            "rss_end_mb",
             *PHASES,
             "rounds", "trades", "traded_kwh", "gas_used", "money_conserved", "energy_conserved",
             "runs"]
@@ -206,6 +224,7 @@ def main() -> None:
                                                                                float):
             verdict = "met" if r["wall_s"] <= GOAL_S else "NOT met"
             print(f"goal (10,000 households, memory ledger, <= {GOAL_S:.0f} s wall): {verdict} "
+                  f"with {r['rounds']} ADMM rounds (cap {r['max_rounds']}) "
                   f"({r['wall_s']} s wall, {r['cpu_s']} s CPU, load average "
                   f"{r['load_avg_1m']})")
     if args.json:

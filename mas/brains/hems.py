@@ -30,7 +30,7 @@ the same plan in every runtime.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import clarabel
 import cvxpy as cp
@@ -141,6 +141,19 @@ class Structure:
     rows: dict[str, slice]
     p_prox: sp.csc_matrix
     p_none: sp.csc_matrix
+    _p_by_weight: dict[float, sp.csc_matrix] = field(default_factory=dict, compare=False,
+                                                     repr=False)
+
+    def p_weighted(self, weight: float) -> sp.csc_matrix:
+        """``p_prox * weight``, built once per weight (every round of a day uses one ρ)."""
+        p = self._p_by_weight.get(weight)
+        if p is None:
+            p = self._p_by_weight[weight] = self.p_prox * weight
+        return p
+
+    def cones(self) -> list[object]:
+        """Clarabel's cones of the rows: the equalities, then the bounds."""
+        return [clarabel.ZeroConeT(self.n_zero), clarabel.NonnegativeConeT(self.n_nonneg)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -222,7 +235,9 @@ def structure(periods: int, dt_h: float, has_pv: bool, battery: BatteryKey | Non
                      sp.csc_matrix(w), sp.csc_matrix((n_var, n_var)))
 
 
+@functools.cache
 def _settings() -> clarabel.DefaultSettings:
+    """The solver settings (one object: Clarabel copies them into each solver)."""
     s = clarabel.DefaultSettings()
     s.verbose = False
     s.max_threads = 1  # small problems: threads cost more than they save
@@ -289,7 +304,7 @@ def _conic(s: Structure, x: PlanInputs, owner: str) -> PlanSolution:
     if x.prox:
         assert x.target_import_kw is not None
         w, tgt = x.prox_eur_per_kw2, x.target_import_kw
-        p = s.p_prox * w
+        p = s.p_weighted(w)
         q[s.col["imp"]] -= w * tgt
         q[s.col["exp"]] += w * tgt
         const = w / 2 * float(tgt @ tgt)
@@ -315,9 +330,8 @@ def _conic(s: Structure, x: PlanInputs, owner: str) -> PlanSolution:
         b[r["ev_energy"]] = x.ev_need_kwh
         b[r["ev_lo"]] = -p_min * x.ev_available
         b[r["ev_hi"]] = p_max * x.ev_available
-    cones = [clarabel.ZeroConeT(s.n_zero), clarabel.NonnegativeConeT(s.n_nonneg)]
     try:
-        solver = clarabel.DefaultSolver(p, q, s.a, b, cones, _settings())
+        solver = clarabel.DefaultSolver(p, q, s.a, b, s.cones(), _settings())
         sol = solver.solve()
     except BaseException as exc:  # the Rust solver raises PanicException (a BaseException)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
