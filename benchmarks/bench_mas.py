@@ -103,7 +103,9 @@ def messaging(server: str, n: int, rounds: int) -> dict[str, Any]:
                 got = await boss.gather(
                     "plan.answer", "", r, names,
                     lambda name, r=r: boss.send_body(name, CFP, "plan.round", round=r,
-                                                     lam_eur_per_kwh=[0.0] * 24), TIMEOUT_S)
+                                                     lam_eur_per_kwh=[0.0] * 24,
+                                                     target_import_kw=None,
+                                                     rho_eur_per_kw2=0.02), TIMEOUT_S)
                 if len(got) != n:
                     raise RuntimeError(f"round {r}: {len(got)} of {n} answers")
             elapsed = time.perf_counter() - t
