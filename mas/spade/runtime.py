@@ -403,34 +403,36 @@ class DayRunner:
         for name, exc in ops.register(addresses).items():
             self._refuse(auct, name, "join", exc)
         joined = [n for n in addresses if n in ops.address]
-        approvals = await auct.gather(
-            "account.approval", "", -1, joined,
-            lambda n: auct.send_body(n, CFP, "account.approve", **ops.terms(n, "approve")),
-            timeout)
-        for name in joined:
-            if name in approvals:
-                try:
-                    ops.relay_approval(name, approvals[name]["raw_tx"])
-                except (RawTxError, ContractRevert) as exc:
-                    self._refuse(auct, name, "join: approval", exc)
+        await self._signed_round(auct, joined, "approve", "account.approval", "join: approval",
+                                 ops.relay_approval)
         log.info("%d of %d participants joined", len(ops.ready), len(names))
 
     async def _withdraw(self, auct: VdgAgent) -> None:
         """Participants the market owes sign their withdrawals; the treasury withdraws."""
         ops = self.ops
         assert ops is not None
-        owed = ops.owed()
+        await self._signed_round(auct, ops.owed(), "withdraw", "account.withdrawal", "withdrawal",
+                                 ops.relay_withdrawal)
+        ops.withdraw_treasury()
+
+    async def _signed_round(self, auct: VdgAgent, names: list[str], action: str, reply: str,
+                            what: str, relay: Callable[[str, bytes], None]) -> None:
+        """Ask ``names`` to sign ``action`` (``account.{action}`` cfp), relay what they sign.
+
+        A transaction the relay refuses is answered with a ``failure`` naming why.
+        """
+        ops = self.ops
+        assert ops is not None
         signed = await auct.gather(
-            "account.withdrawal", "", -1, owed,
-            lambda n: auct.send_body(n, CFP, "account.withdraw", **ops.terms(n, "withdraw")),
+            reply, "", -1, names,
+            lambda n: auct.send_body(n, CFP, f"account.{action}", **ops.terms(n, action)),
             self.scenario.runtime.reply_timeout_s)
-        for name in owed:
+        for name in names:
             if name in signed:
                 try:
-                    ops.relay_withdrawal(name, signed[name]["raw_tx"])
+                    relay(name, signed[name]["raw_tx"])
                 except (RawTxError, ContractRevert) as exc:
-                    self._refuse(auct, name, "withdrawal", exc)
-        ops.withdraw_treasury()
+                    self._refuse(auct, name, what, exc)
 
     async def _session(self, auct: VdgAgent, plan: SessionPlan, names: list[str]
                        ) -> int | None:
