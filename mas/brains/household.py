@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,14 @@ DT_H = 1.0
 MIN_ORDER_KWH = 0.001  # one Wh: the market's grid
 DAY_AHEAD_GATE_H = SessionPlan("da", SessionKind.DAY_AHEAD.value, (0,)).gate_h
 """When the day-ahead forecast is made: the day-ahead gate, hours from the day's start."""
+
+
+def forecast_shrink(slot: int, lead_h: float) -> float:
+    """How much of the day-ahead forecast error of ``slot`` is left ``lead_h`` hours before it.
+
+    ``sqrt(lead_h / day-ahead lead)``, clipped to [0, 1] (see :meth:`HouseholdBrain.forecast_kw`).
+    """
+    return math.sqrt(min(max(lead_h / (slot - DAY_AHEAD_GATE_H), 0.0), 1.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +234,7 @@ class HouseholdBrain:
         its random numbers do not depend on how many sessions it has); at lead 0 the forecast is
         the truth.
         """
-        shrink = float(np.sqrt(np.clip(lead_h / (slot - DAY_AHEAD_GATE_H), 0.0, 1.0)))
+        shrink = forecast_shrink(slot, lead_h)
         load = self.spec.load_kw[slot]
         pv = self.spec.pv_avail_kw[slot]
         return (load + shrink * (self.load_fc_kw[slot] - load),
