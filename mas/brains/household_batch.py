@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ledger.fixedpoint import MICRO_EUR_PER_EUR, WH_PER_KWH
+from ledger.fixedpoint import INT32_MAX, MICRO_EUR_PER_EUR, UINT32_MAX, WH_PER_KWH
 from market.vdg import SessionKind
-from mas.brains.auctioneer import SessionPlan
+from mas.brains.auctioneer import SessionPlan, vector_from_intent
 from mas.brains.household import (
     DT_H,
     MIN_ORDER_KWH,
@@ -30,6 +30,7 @@ from mas.brains.household import (
     Plan,
     forecast_shrink,
 )
+from mas.errors import PlanError
 from mas.world import SLOTS
 
 _ULP_FRAC = 2.0**-51  # twice the relative rounding error of a product of doubles
@@ -54,6 +55,15 @@ def round_like_python(x: np.ndarray, decimals: int) -> np.ndarray:
         risky = ~safe
         out[risky] = [round(float(v), decimals) for v in x[risky]]
     return out
+
+
+def _round6(x: np.ndarray, numpy_float: np.ndarray | bool) -> np.ndarray:
+    """``round(v, 6)`` of every element as the brain rounds it.
+
+    Numpy's rounding where the brain holds a numpy float (``np.float64.__round__`` is
+    ``np.round``, not correctly rounded), Python's elsewhere.
+    """
+    return np.where(numpy_float, np.round(x, 6), round_like_python(x, 6))
 
 
 def _first(a: np.ndarray, b: np.ndarray | float, b_wins: np.ndarray) -> np.ndarray:
@@ -110,39 +120,63 @@ class HouseholdBatch:
             cached = self._plan_cache = (plans, stacked)
         return cached[1]
 
-    def _soc_kwh(self) -> np.ndarray:
-        return np.array([b._soc_kwh for b in self.brains], dtype=float)
+    def _soc_kwh(self) -> tuple[np.ndarray, np.ndarray]:
+        """Battery energy per household and whether the brain holds it as a numpy float."""
+        socs = [b._soc_kwh for b in self.brains]
+        return (np.array(socs, dtype=float),
+                np.array([isinstance(e, np.floating) for e in socs], dtype=bool))
 
-    def _simulate_slot(self, soc: np.ndarray, load: np.ndarray, pv: np.ndarray,
-                       bat_kw: np.ndarray, ev_kw: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _simulate_slot(self, soc: np.ndarray, soc_np: np.ndarray, load: np.ndarray,
+                       pv: np.ndarray, forecast: bool, bat_kw: np.ndarray, ev_kw: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`HouseholdBrain._simulate_slot` of one slot for every household.
 
-        ``bat_kw`` is the setpoint (plan plus flexibility). Returns net export and battery
-        injection (both rounded to 1e-6 kW, no negative zero) and the battery energy after.
+        ``bat_kw`` is the setpoint (plan plus flexibility, a numpy float in the brain);
+        ``forecast``: load and PV are a forecast (numpy floats in the brain) rather than the
+        true data (Python floats). The brain rounds with ``round(v, 6)``, which is numpy's
+        rounding for a numpy float and Python's for a Python float, so which type each value
+        has there is followed here too (``*_np``: a numpy float in the brain).
+
+        Returns:
+            Net export and battery injection (both rounded to 1e-6 kW, no negative zero), the
+            battery energy after the slot and whether the brain holds it as a numpy float.
         """
         pc, pd = self.p_charge_max_kw, self.p_discharge_max_kw
-        x = _first(bat_kw, -pc, -pc > bat_kw)  # max(bat_kw, -pc)
-        x = _first(x, pd, pd < x)  # min(x, pd)
+        low = -pc > bat_kw
+        x = _first(bat_kw, -pc, low)  # max(bat_kw, -pc)
+        x_np = ~low
+        high = pd < x
+        x = _first(x, pd, high)  # min(x, pd)
+        x_np &= ~high
         avail = soc - self.e_min_kwh
-        avail = _first(avail, 0.0, avail < 0.0)
-        lim = avail * self.eta_discharge / DT_H
-        x_dis = _first(x, lim, lim < x)
+        empty = avail < 0.0
+        lim = _first(avail, 0.0, empty) * self.eta_discharge / DT_H
+        cut = lim < x
+        x_dis = _first(x, lim, cut)
+        dis_np = np.where(cut, soc_np & ~empty, x_np)
         soc_dis = soc - x_dis * DT_H / self.eta_discharge
         room = self.e_max_kwh - soc
-        room = _first(room, 0.0, room < 0.0) / (self.eta_charge * DT_H)
+        full = room < 0.0
+        room = _first(room, 0.0, full) / (self.eta_charge * DT_H)
         neg = -x
-        x_ch = -_first(neg, room, room < neg)
+        cut = room < neg
+        x_ch = -_first(neg, room, cut)
+        ch_np = np.where(cut, soc_np & ~full, x_np)
         soc_ch = soc - x_ch * DT_H * self.eta_charge
-        discharging = x >= 0
         b = self.has_battery
+        discharging = x >= 0
         out_kw = np.where(b, np.where(discharging, x_dis, x_ch), 0.0)
+        out_np = b & np.where(discharging, dis_np, ch_np)
         soc_after = np.where(b, np.where(discharging, soc_dis, soc_ch), soc)
+        soc_after_np = np.where(b, soc_np | out_np, soc_np)
         down = -bat_kw  # without a battery, a down offer curtails PV
-        curtail = np.where(~b & (bat_kw < 0), _first(down, pv, pv < down), 0.0)
+        curtailing = ~b & (bat_kw < 0)
+        pv_less = pv < down
+        curtail = np.where(curtailing, _first(down, pv, pv_less), 0.0)
         net = pv - curtail + out_kw - load - ev_kw
-        return (round_like_python(net, 6) + 0.0, round_like_python(out_kw, 6) + 0.0,
-                soc_after)
+        net_np = forecast | (curtailing & ~pv_less) | out_np
+        return (_round6(net, net_np) + 0.0, _round6(out_kw, out_np) + 0.0, soc_after,
+                soc_after_np)
 
     # ------------------------------------------------------------------------ sessions
     def session_orders(self, session: SessionPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +186,9 @@ class HouseholdBatch:
             Wh bought (> 0) or sold (< 0) and the limit price in µEUR/kWh (0 without an order),
             per household and slot of the session (int64 arrays); the order vector of
             :meth:`HouseholdBrain.session_orders`, as :func:`vector_from_intent` converts it.
+
+        Raises:
+            FixedPointError: an order is not representable in contract units (named).
         """
         for b in self.brains:
             b._sessions[session.name] = session
@@ -167,7 +204,7 @@ class HouseholdBatch:
     def _deviation_kwh(self, cols: list[int], gate_h: float | None, net: np.ndarray,
                        bat: np.ndarray, ev: np.ndarray) -> np.ndarray:
         """:meth:`HouseholdBrain._deviation_orders` before the conversion to orders."""
-        soc = self._soc_kwh()
+        soc, soc_np = self._soc_kwh()
         flex = np.array([b.flex_kw for b in self.brains], dtype=float).reshape(net.shape)
         bought = np.array([b.intraday_bought_kwh for b in self.brains],
                           dtype=float).reshape(net.shape)
@@ -178,8 +215,8 @@ class HouseholdBatch:
                 shrink = forecast_shrink(t, t - gate_h)
                 load = load + shrink * (self.load_fc_kw[:, t] - load)
                 pv = pv + shrink * (self.pv_fc_kw[:, t] - pv)
-            expected, _, soc = self._simulate_slot(soc, load, pv, bat[:, t] + flex[:, t],
-                                                   ev[:, t])
+            expected, _, soc, soc_np = self._simulate_slot(
+                soc, soc_np, load, pv, gate_h is not None, bat[:, t] + flex[:, t], ev[:, t])
             want[:, k] = -(expected - net[:, t]) - bought[:, t]
         return want
 
@@ -187,9 +224,17 @@ class HouseholdBatch:
         """:meth:`HouseholdBrain._orders` followed by the conversion to contract units."""
         q = round_like_python(buy_kwh * DT_H, 3) + 0.0
         none = np.abs(q) < MIN_ORDER_KWH
-        qty_wh = np.where(none, 0.0, np.rint(q * WH_PER_KWH)).astype(np.int64)
-        price = np.where(q > 0, self.buy_ueur[:, cols], self.sell_ueur[:, cols])
-        return qty_wh, np.where(none, 0, price)
+        wh = np.where(none, 0.0, np.rint(q * WH_PER_KWH))
+        price = np.where(none, 0, np.where(q > 0, self.buy_ueur[:, cols],
+                                           self.sell_ueur[:, cols]))
+        bad = ~(np.abs(wh) <= INT32_MAX).all(axis=1) | \
+            ~((price >= 0) & (price <= UINT32_MAX)).all(axis=1)
+        for i in np.flatnonzero(bad).tolist():  # the brain's own conversion names the field
+            intent = self.brains[i]._orders(cols, dict(zip(cols, buy_kwh[i].tolist(), strict=True)))
+            vector_from_intent(intent.qty_kwh, intent.price_eur_per_kwh)
+            raise PlanError(f"household {self.brains[i].spec.id}: orders not representable "
+                            f"in contract units", "bad-input")
+        return wh.astype(np.int64), price
 
     # ------------------------------------------------------------------------ delivery
     def deliver(self, slot: int) -> list[Delivery]:
@@ -203,15 +248,18 @@ class HouseholdBatch:
             return [b.deliver(slot) for b in self.brains]
         _, bat, ev = self._plans()
         flex = np.array([b.flex_kw[slot] for b in self.brains], dtype=float)
-        net, out_kw, soc = self._simulate_slot(self._soc_kwh(), self.load_kw[:, slot],
-                                               self.pv_kw[:, slot], bat[:, slot] + flex,
-                                               ev[:, slot])
-        soc_6 = round_like_python(soc, 6)
+        soc, soc_np = self._soc_kwh()
+        net, out_kw, soc, soc_np = self._simulate_slot(soc, soc_np, self.load_kw[:, slot],
+                                                       self.pv_kw[:, slot], False,
+                                                       bat[:, slot] + flex, ev[:, slot])
+        soc_6 = _round6(soc, soc_np)
         out = []
-        for b, n, p, e, e6 in zip(self.brains, net.tolist(), out_kw.tolist(), soc.tolist(),
-                                  soc_6.tolist(), strict=True):
-            d = Delivery(slot, n, p, e6)
-            b._soc_kwh = e
+        f64 = np.float64
+        for b, n, p, e, e6, e_np in zip(self.brains, net.tolist(), out_kw.tolist(),
+                                        soc.tolist(), soc_6.tolist(), soc_np.tolist(),
+                                        strict=True):
+            d = Delivery(slot, n, p, f64(e6) if e_np else e6)
+            b._soc_kwh = f64(e) if e_np else e
             b.deliveries[slot] = d
             out.append(d)
         return out

@@ -52,6 +52,7 @@ from mas.brains.auctioneer import (
 )
 from mas.brains.dso import DsoBrain, GridState
 from mas.brains.household import HouseholdBrain
+from mas.brains.household_batch import HouseholdBatch
 from mas.mesa.agents import AggregatorAgent, DsoAgent, HouseholdAgent
 from mas.mesa.errors import MesaRuntimeError, ModelParameterError
 from mas.mesa.memory_ledger import MemoryLedger
@@ -398,6 +399,7 @@ class VdgModel(Model):
                                           addresses[-1], sc.seed)
         self.participants: list[HouseholdAgent | AggregatorAgent] = [*self.households,
                                                                       self.aggregator]
+        self.household_batch = HouseholdBatch([h.brain for h in self.households])
         self.address_of = {p.hid: p.address for p in self.participants}
         self._hid_of = {a.lower(): hid for hid, a in self.address_of.items()}
         self._hids = [h.hid for h in self.households]
@@ -542,12 +544,10 @@ class VdgModel(Model):
         book = SessionBook(plan, sid, self.address_of)
         sealed: dict[str, tuple[OrderVector, bytes]] = {}
         digests: list[tuple[str, bytes]] = []
-        for p in self.participants:
-            intent = p.orders(plan)
-            if intent.empty:
+        for p, vec in zip(self.participants, self._order_vectors(plan), strict=True):
+            if vec is None:
                 book.commit(p.hid, None)
                 continue
-            vec = order_vector(intent.qty_kwh, intent.price_eur_per_kwh)
             salt = p.salt(sid)
             digest = commitment(sid, p.address, vec.encode(), salt)
             book.commit(p.hid, digest)
@@ -600,14 +600,31 @@ class VdgModel(Model):
         log.info("session %s: %d orders, %.3f kWh traded", plan.name, len(participants),
                  sum(rec.volume_kwh))
 
+    def _order_vectors(self, plan: SessionPlan) -> list[OrderVector | None]:
+        """Every participant's order vector for ``plan`` in rank order (``None``: abstains).
+
+        The households' come from their batch (:class:`HouseholdBatch`, bitwise what each
+        brain's :meth:`HouseholdBrain.session_orders` and :func:`order_vector` give).
+        """
+        qty_wh, price = self.household_batch.session_orders(plan)
+        out: list[OrderVector | None] = [
+            OrderVector(tuple(map(SlotOrder, q, u))) if any(q) else None
+            for q, u in zip(qty_wh.tolist(), price.tolist(), strict=True)]
+        for p in self.participants[len(self.households):]:
+            intent = p.orders(plan)
+            out.append(None if intent.empty
+                       else order_vector(intent.qty_kwh, intent.price_eur_per_kwh))
+        return out
+
     def _deliver(self, slot: int) -> None:
         """Deliver a slot, attest the meters, settle sessions whose slots are all attested."""
-        readings = {}
+        deliveries = self.household_batch.deliver(slot)
+        for h, d in zip(self.households, deliveries, strict=True):
+            h.last = d
         metered = self.metered_kw[slot]
-        for k, h in enumerate(self.households):
-            d = h.deliver(slot)
-            metered[k] = d.net_export_kw
-            readings[h.hid] = d.net_export_kw  # hourly slot: kW over one hour = kWh
+        metered[:] = [d.net_export_kw for d in deliveries]
+        # hourly slot: kW over one hour = kWh
+        readings = dict(zip(self._hids, metered.tolist(), strict=True))
         clean = self.dso.brain.attest(slot, readings)
         address = self.address_of
         meters = [(address[hid], e) for hid, e in clean.items()]
