@@ -7,13 +7,20 @@ receives it packed as ``nSlots × [int32 qty_wh, uint32 price]`` big-endian.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from eth_utils import keccak, to_canonical_address
 
 from ledger.errors import FixedPointError, ProtocolError
 from ledger.fixedpoint import INT32_MAX, kwh_to_wh, price_to_micro
+
+try:  # safe-pysha3's C Keccak, ~5x eth-hash's pycryptodome backend on a commitment's 100 bytes
+    from sha3 import keccak_256 as _keccak_c
+except ImportError:  # the same digest through eth-utils
+    _keccak_c = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +68,18 @@ class OrderVector:
         Raises:
             FixedPointError: a quantity is outside ±(2**31 − 1) Wh or a price outside uint32.
         """
-        out = bytearray()
-        for t, s in enumerate(self.slots):
-            if not -INT32_MAX <= s.qty_wh <= INT32_MAX:
-                raise FixedPointError(f"qty_wh[{t}]", s.qty_wh, "outside ±(2**31 − 1)")
-            if not 0 <= s.price_ueur_per_kwh < 2**32:
-                raise FixedPointError(
-                    f"price_ueur_per_kwh[{t}]", s.price_ueur_per_kwh, "outside uint32"
-                )
-            out += s.qty_wh.to_bytes(4, "big", signed=True) + s.price_ueur_per_kwh.to_bytes(
-                4, "big"
-            )
-        return bytes(out)
+        flat = [v for s in self.slots for v in (s.qty_wh, s.price_ueur_per_kwh)]
+        qty, price = flat[0::2], flat[1::2]
+        if qty and not (min(qty) >= -INT32_MAX and max(qty) <= INT32_MAX
+                        and min(price) >= 0 and max(price) < 2**32):
+            for t, s in enumerate(self.slots):  # name the first value out of range
+                if not -INT32_MAX <= s.qty_wh <= INT32_MAX:
+                    raise FixedPointError(f"qty_wh[{t}]", s.qty_wh, "outside ±(2**31 − 1)")
+                if not 0 <= s.price_ueur_per_kwh < 2**32:
+                    raise FixedPointError(
+                        f"price_ueur_per_kwh[{t}]", s.price_ueur_per_kwh, "outside uint32"
+                    )
+        return _packer(len(self.slots)).pack(*flat)
 
     @classmethod
     def decode(cls, data: bytes) -> OrderVector:
@@ -97,11 +104,29 @@ class OrderVector:
         )
 
 
+@lru_cache(maxsize=64)
+def _packer(n_slots: int) -> struct.Struct:
+    """The packing of an ``n_slots`` order vector: ``int32 qty, uint32 price`` big-endian."""
+    return struct.Struct(">" + "iI" * n_slots)
+
+
+@lru_cache(maxsize=1 << 16)
+def _address_bytes(household: str) -> bytes:
+    """The 20 bytes of an address (remembered: the conversion validates and is slow)."""
+    return to_canonical_address(household)
+
+
+def _keccak256(data: bytes) -> bytes:
+    if _keccak_c is None:
+        return keccak(data)
+    return _keccak_c(data).digest()
+
+
 def commitment(session: int, household: str, encoded: bytes, salt: bytes) -> bytes:
     """``keccak256(abi.encodePacked(session, household, orders, salt))`` as the contract checks."""
     if len(salt) != 32:
         raise ProtocolError("salt must be 32 bytes")
-    return keccak(session.to_bytes(32, "big") + to_canonical_address(household) + encoded + salt)
+    return _keccak256(session.to_bytes(32, "big") + _address_bytes(household) + encoded + salt)
 
 
 def sort_book(vectors: Sequence[OrderVector], n_slots: int) -> bytes:

@@ -354,17 +354,19 @@ class MemoryLedger:
         cl = s.clearing
         dues: list[tuple[str, int]] = []
         paid_out = escrow_total = 0
+        attested = self._attested
         for h, row in zip(cl.households, cl.cleared_wh, strict=True):
             escrow = s.escrow[h]
+            meter = self._meters.get(h)
             debit = gain = 0
             for t, c in enumerate(row):
-                sc = cl.slots[t]
                 if c > 0:
-                    debit += c * sc.buy_price_ueur_per_kwh
+                    debit += c * cl.slots[t].buy_price_ueur_per_kwh
                 elif c < 0:
-                    ok, net = self.attestation(h, s.start_slot + t)
-                    if not ok:
+                    net = attested.get((meter, s.start_slot + t))
+                    if net is None:
                         raise _revert("NotAttested", h, s.start_slot + t)
+                    sc = cl.slots[t]
                     delivered = min(max(net, 0), -c)
                     gain += delivered * sc.sell_price_ueur_per_kwh
                     debit += (-c - delivered) * s.penalty_nano_per_wh

@@ -582,7 +582,7 @@ class VdgModel(Model):
         if not cleared_matches(chain, reference_clearing(book)):
             raise MesaRuntimeError(f"session {plan.name}: the ledger's clearing differs from "
                                    f"the market layer's Huang clearing of the same book")
-        limits = {n: tuple((s.qty_wh, s.price_ueur_per_kwh) for s in vec.slots)
+        limits = {n: [(s.qty_wh, s.price_ueur_per_kwh) for s in vec.slots]
                   for n, vec, _ in book.canonical()}
         gains = gains_from_trade_nano(chain, limits,
                                       [s.buy_price_ueur_per_kwh for s in cl.slots],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from eth_utils import keccak
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -66,14 +67,44 @@ def test_order_vector_round_trips(entries: list[tuple[int, int]]) -> None:
     assert OrderVector.decode(v.encode()) == v
 
 
+@given(
+    st.lists(
+        st.tuples(st.integers(-fp.INT32_MAX, fp.INT32_MAX), st.integers(0, fp.UINT32_MAX)),
+        max_size=30,
+    )
+)
+def test_order_vector_packs_int32_and_uint32_big_endian(entries: list[tuple[int, int]]) -> None:
+    v = OrderVector(tuple(SlotOrder(q, p) for q, p in entries))
+    assert v.encode() == b"".join(
+        q.to_bytes(4, "big", signed=True) + p.to_bytes(4, "big") for q, p in entries
+    )
+
+
 def test_order_vector_refuses_int32_min() -> None:
     with pytest.raises(FixedPointError):
         OrderVector((SlotOrder(-(2**31), 1),)).encode()
 
 
+@pytest.mark.parametrize(
+    ("slots", "field"),
+    [
+        ([(5, 1), (2**31, 1)], r"qty_wh\[1\]"),
+        ([(5, -1), (1, 1)], r"price_ueur_per_kwh\[0\]"),
+        ([(5, 1), (1, 2**32)], r"price_ueur_per_kwh\[1\]"),
+    ],
+)
+def test_order_vector_names_the_value_it_cannot_pack(slots, field) -> None:
+    with pytest.raises(FixedPointError, match=field):
+        OrderVector(tuple(SlotOrder(q, p) for q, p in slots)).encode()
+
+
 def test_commitment_binds_session_household_orders_and_salt() -> None:
     h = "0x" + "11" * 20
     base = commitment(1, h, b"\x00" * 8, b"\x01" * 32)
+    assert base == keccak((1).to_bytes(32, "big") + b"\x11" * 20 + b"\x00" * 8 + b"\x01" * 32)
+    mixed = "0x" + "aB" * 20  # the address's case does not matter, as on chain
+    salt = b"\x01" * 32
+    assert commitment(1, mixed, b"", salt) == commitment(1, mixed.lower(), b"", salt)
     assert commitment(2, h, b"\x00" * 8, b"\x01" * 32) != base
     assert commitment(1, "0x" + "12" * 20, b"\x00" * 8, b"\x01" * 32) != base
     assert commitment(1, h, b"\x00" * 7 + b"\x01", b"\x01" * 32) != base
