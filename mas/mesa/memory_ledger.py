@@ -44,6 +44,19 @@ MAX_WH = 2**31 - 1
 _EPOCH_S = 1_700_000_000
 
 
+def order_ids(rows: np.ndarray, slots: np.ndarray, n_rows: int, sep: str) -> list[str]:
+    """Ids of a book's orders that sort in (row, slot) order: ``000012<sep>003``.
+
+    The row in at least six digits (as many as ``n_rows`` has), the slot in three.
+    """
+    if not rows.size:
+        return []
+    width = max(6, len(str(n_rows)))
+    head = {i: f"{i:0{width}d}{sep}" for i in np.unique(rows).tolist()}
+    tail = {t: f"{t:03d}" for t in np.unique(slots).tolist()}
+    return [head[i] + tail[t] for i, t in zip(rows.tolist(), slots.tolist(), strict=True)]
+
+
 def _revert(name: str, *args: object) -> ContractRevert:
     return ContractRevert(f"{name}({', '.join(str(a) for a in args)})", name, tuple(args))
 
@@ -319,12 +332,10 @@ class MemoryLedger:
         slots = {t: SlotClearing(t, 0, 0, 0) for t in range(n_slots)}
         ii, tt = np.nonzero(q)
         if ii.size:
-            width = max(6, len(str(n)))
             table = OrderTable.from_arrays(
                 is_buy=q[ii, tt] > 0, quantity_wh=np.abs(q[ii, tt]),
                 price_ueur_per_kwh=p[ii, tt], slot=tt.astype(np.int64),
-                ids=[f"{i:0{width}d}-{t:03d}" for i, t in zip(ii.tolist(), tt.tolist(),
-                                                            strict=True)])
+                ids=order_ids(ii, tt, n, "-"))
             cl = huang(table)
             filled = np.asarray(cl.filled_wh, dtype=np.int64)
             cleared[ii, tt] = np.where(q[ii, tt] > 0, filled, -filled)

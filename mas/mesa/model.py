@@ -55,7 +55,7 @@ from mas.brains.household import HouseholdBrain
 from mas.brains.household_batch import HouseholdBatch
 from mas.mesa.agents import AggregatorAgent, DsoAgent, HouseholdAgent
 from mas.mesa.errors import MesaRuntimeError, ModelParameterError
-from mas.mesa.memory_ledger import MemoryLedger
+from mas.mesa.memory_ledger import MemoryLedger, order_ids
 from mas.mesa.params import load_scenario, population_world, scenario_with
 from mas.scenario import Scenario
 from mas.world import SLOTS, World, household_rng
@@ -324,11 +324,10 @@ def reference_clearing(book: SessionBook) -> dict[str, tuple[int, ...]]:
     ii, tt = np.nonzero(q)
     if not ii.size:
         return out
-    width = max(6, len(str(len(rows))))  # ids sort in rank order
     table = OrderTable.from_arrays(
         is_buy=q[ii, tt] > 0, quantity_wh=np.abs(q[ii, tt]), price_ueur_per_kwh=p[ii, tt],
         slot=tt.astype(np.int64),
-        ids=[f"{i:0{width}d}/{t:03d}" for i, t in zip(ii.tolist(), tt.tolist(), strict=True)])
+        ids=order_ids(ii, tt, len(rows), "/"))
     filled = np.asarray(huang(table).filled_wh, dtype=np.int64)
     cleared = np.zeros_like(q)
     cleared[ii, tt] = np.where(q[ii, tt] > 0, filled, -filled)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from ledger.client import Web3Ledger
 from ledger.errors import ContractRevert
 from ledger.orders import OrderVector, SlotOrder
 from ledger.protocol import Ledger
-from mas.mesa.memory_ledger import MemoryLedger
+from mas.mesa.memory_ledger import MemoryLedger, order_ids
 
 VECTORS = [
     OrderVector.from_kwh([1.0, -0.5], [0.30, 0.10]),
@@ -236,3 +237,15 @@ def test_stored_vector_and_derived_salt_are_revealed() -> None:
     led.reveal(sid, hh[0])
     led.reveal(sid, hh[1])
     assert led.escrow_of(sid, hh[0]) == (True, 1000 * 200_000)
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2_000_000), st.integers(0, 120)), max_size=40),
+       st.integers(0, 3_000_000), st.sampled_from(["-", "/"]))
+def test_order_ids_sort_in_row_then_slot_order(orders, extra_rows, sep) -> None:
+    rows = np.array([r for r, _ in orders], dtype=np.int64)
+    slots = np.array([t for _, t in orders], dtype=np.int64)
+    n_rows = (int(rows.max()) + 1 if orders else 0) + extra_rows
+    width = max(6, len(str(n_rows)))
+    assert order_ids(rows, slots, n_rows, sep) == [f"{r:0{width}d}{sep}{t:03d}"
+                                                   for r, t in orders]
