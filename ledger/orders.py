@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from eth_utils import keccak, to_canonical_address
@@ -41,6 +41,9 @@ class OrderVector:
     """A household's orders for every slot of a session."""
 
     slots: tuple[SlotOrder, ...]
+    _packed: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    """The encoding, once computed (the vector is immutable; committing and revealing it
+    encode it several times)."""
 
     @classmethod
     def from_kwh(cls, qty_kwh: Sequence[float], price_eur_per_kwh: Sequence[float]) -> OrderVector:
@@ -68,6 +71,8 @@ class OrderVector:
         Raises:
             FixedPointError: a quantity is outside ±(2**31 − 1) Wh or a price outside uint32.
         """
+        if self._packed is not None:
+            return self._packed
         flat = [v for s in self.slots for v in (s.qty_wh, s.price_ueur_per_kwh)]
         qty, price = flat[0::2], flat[1::2]
         if qty and not (min(qty) >= -INT32_MAX and max(qty) <= INT32_MAX
@@ -79,7 +84,9 @@ class OrderVector:
                     raise FixedPointError(
                         f"price_ueur_per_kwh[{t}]", s.price_ueur_per_kwh, "outside uint32"
                     )
-        return _packer(len(self.slots)).pack(*flat)
+        packed = _packer(len(self.slots)).pack(*flat)
+        object.__setattr__(self, "_packed", packed)  # a cache, not state: frozen stays true
+        return packed
 
     @classmethod
     def decode(cls, data: bytes) -> OrderVector:

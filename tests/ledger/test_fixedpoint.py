@@ -80,6 +80,16 @@ def test_order_vector_packs_int32_and_uint32_big_endian(entries: list[tuple[int,
     )
 
 
+def test_order_vector_encodes_once_and_stays_a_value() -> None:
+    v = OrderVector((SlotOrder(5, 7), SlotOrder(-3, 0)))
+    packed = v.encode()
+    assert v.encode() is packed  # committed and revealed: encoded once
+    fresh = OrderVector((SlotOrder(5, 7), SlotOrder(-3, 0)))
+    assert fresh == v
+    assert hash(fresh) == hash(v)
+    assert "packed" not in repr(v)
+
+
 def test_order_vector_refuses_int32_min() -> None:
     with pytest.raises(FixedPointError):
         OrderVector((SlotOrder(-(2**31), 1),)).encode()
