@@ -17,7 +17,7 @@ outcome depends on them: only registered households trade). It implements the ma
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +52,23 @@ def order_ids(rows: np.ndarray, slots: np.ndarray, n_rows: int, sep: str) -> lis
     if not rows.size:
         return []
     width = max(6, len(str(n_rows)))
-    head = {i: f"{i:0{width}d}{sep}" for i in np.unique(rows).tolist()}
-    tail = {t: f"{t:03d}" for t in np.unique(slots).tolist()}
+    head = [f"{i:0{width}d}{sep}" for i in range(int(rows.max()) + 1)]
+    tail = [f"{t:03d}" for t in range(int(slots.max()) + 1)]
     return [head[i] + tail[t] for i, t in zip(rows.tolist(), slots.tolist(), strict=True)]
+
+
+_PACKED = np.dtype([("qty_wh", ">i4"), ("price_ueur_per_kwh", ">u4")])
+"""One slot of an order vector's packed encoding (:meth:`OrderVector.encode`)."""
+
+
+def book_arrays(vectors: Sequence[OrderVector], n_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quantities (Wh) and limit prices (µEUR/kWh) of a book's order vectors, a row each.
+
+    Read from the vectors' packed encodings (each computed once, when it was committed).
+    """
+    packed = np.frombuffer(b"".join(v.encode() for v in vectors), dtype=_PACKED)
+    packed = packed.reshape(len(vectors), n_slots)
+    return (packed["qty_wh"].astype(np.int64), packed["price_ueur_per_kwh"].astype(np.int64))
 
 
 def _revert(name: str, *args: object) -> ContractRevert:
@@ -291,10 +305,11 @@ class MemoryLedger:
             raise _revert("CommitMismatch", h)
         if len(orders.slots) != s.n_slots:
             raise _revert("BadLength")
-        for t, o in enumerate(orders.slots):
-            if not -INT32_MAX <= o.qty_wh <= INT32_MAX:
-                raise _revert("QuantityOutOfRange", t, o.qty_wh)
-        if all(o.qty_wh == 0 for o in orders.slots):
+        qty = [o.qty_wh for o in orders.slots]
+        for t, wh in enumerate(qty):
+            if not -INT32_MAX <= wh <= INT32_MAX:
+                raise _revert("QuantityOutOfRange", t, wh)
+        if not any(qty):
             raise _revert("EmptyOrder")
         escrow = orders.max_payment_nano(s.penalty_nano_per_wh)
         if escrow:
@@ -324,10 +339,7 @@ class MemoryLedger:
         if s.state != "open" or self._now < s.reveal_end:
             raise _revert("ClearingNotOpen", sid)
         n, n_slots = len(s.book), s.n_slots
-        q = np.array([[o.qty_wh for o in v.slots] for _, v in s.book], dtype=np.int64)
-        p = np.array([[o.price_ueur_per_kwh for o in v.slots] for _, v in s.book], dtype=np.int64)
-        q = q.reshape(n, n_slots)
-        p = p.reshape(n, n_slots)
+        q, p = book_arrays([v for _, v in s.book], n_slots)
         cleared = np.zeros((n, n_slots), dtype=np.int64)
         slots = {t: SlotClearing(t, 0, 0, 0) for t in range(n_slots)}
         ii, tt = np.nonzero(q)
@@ -344,7 +356,7 @@ class MemoryLedger:
                     slots[sc.slot] = SlotClearing(sc.slot, sc.buy_price_ueur_per_kwh or 0,
                                                   sc.sell_price_ueur_per_kwh or 0, sc.traded_wh)
         out = SessionClearing(sid, tuple(h for h, _ in s.book),
-                              tuple(tuple(int(x) for x in row) for row in cleared),
+                              tuple(map(tuple, cleared.tolist())),
                               tuple(slots[t] for t in range(n_slots)), b"", b"")
         s.clearing = out
         s.state = "cleared"

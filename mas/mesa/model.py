@@ -55,7 +55,7 @@ from mas.brains.household import HouseholdBrain
 from mas.brains.household_batch import HouseholdBatch
 from mas.mesa.agents import AggregatorAgent, DsoAgent, HouseholdAgent
 from mas.mesa.errors import MesaRuntimeError, ModelParameterError
-from mas.mesa.memory_ledger import MemoryLedger, order_ids
+from mas.mesa.memory_ledger import MemoryLedger, book_arrays, order_ids
 from mas.mesa.params import load_scenario, population_world, scenario_with
 from mas.scenario import Scenario
 from mas.world import SLOTS, World, household_rng
@@ -318,9 +318,7 @@ def reference_clearing(book: SessionBook) -> dict[str, tuple[int, ...]]:
     out = {who: (0,) * n_slots for who, _, _ in rows}
     if not rows:
         return out
-    q = np.array([[s.qty_wh for s in vec.slots] for _, vec, _ in rows], dtype=np.int64)
-    p = np.array([[s.price_ueur_per_kwh for s in vec.slots] for _, vec, _ in rows],
-                 dtype=np.int64)
+    q, p = book_arrays([vec for _, vec, _ in rows], n_slots)
     ii, tt = np.nonzero(q)
     if not ii.size:
         return out
@@ -581,8 +579,10 @@ class VdgModel(Model):
         if not cleared_matches(chain, reference_clearing(book)):
             raise MesaRuntimeError(f"session {plan.name}: the ledger's clearing differs from "
                                    f"the market layer's Huang clearing of the same book")
-        limits = {n: [(s.qty_wh, s.price_ueur_per_kwh) for s in vec.slots]
-                  for n, vec, _ in book.canonical()}
+        revealed = book.canonical()
+        qty_wh, price = book_arrays([vec for _, vec, _ in revealed], len(plan.slots))
+        limits = {n: list(zip(q, u, strict=True)) for (n, _, _), q, u
+                  in zip(revealed, qty_wh.tolist(), price.tolist(), strict=True)}
         gains = gains_from_trade_nano(chain, limits,
                                       [s.buy_price_ueur_per_kwh for s in cl.slots],
                                       [s.sell_price_ueur_per_kwh for s in cl.slots])
