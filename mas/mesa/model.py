@@ -631,7 +631,7 @@ class VdgModel(Model):
             self.ledger.attest(slot, dict(meters[first:first + ATTEST_BATCH]))
         self.delivered = slot + 1
         self.metered_state = self.dso.brain.grid_state(
-            dict(zip(self._hids, self.metered_kw.T.tolist(), strict=True)))
+            dict(zip(self._hids, self.metered_kw.T, strict=True)))  # rows: views, no copies
         for rec in list(self._unsettled):
             if rec.plan.slots[-1] <= slot:
                 self.ledger.settle(rec.sid)
