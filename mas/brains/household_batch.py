@@ -6,11 +6,13 @@ recursion of :meth:`HouseholdBrain._simulate_slot` runs on arrays over the house
 vector step per slot), and the orders come out in contract units (Wh, µEUR/kWh) as
 :func:`mas.brains.auctioneer.vector_from_intent` would convert the brain's
 :class:`OrderIntent`. Every floating-point operation is the brain's, in the brain's order, and
-Python's correctly rounded ``round(x, n)`` is reproduced exactly (:func:`round_like_python`),
-so what reaches the market and the meter is bitwise the same; ``tests/mas/test_mas_batch.py``
-holds the two paths to that on random households. The batch reads and updates the brains' own
-state (plan, flexibility, intraday position, battery energy, deliveries), so brains driven one
-by one and in a batch can be mixed.
+every ``round(x, n)`` of the brain is reproduced exactly: Python's correctly rounded one on a
+Python float (:func:`round_like_python`), numpy's on a numpy float (the brain's values are one
+or the other depending on which operand a ``min``/``max`` picked, and the batch follows that).
+So what reaches the market and the meter is bitwise the same; ``tests/mas/test_mas_batch.py``
+holds the two paths to that on random households whose profiles land on halves of the rounding
+grid. The batch reads and updates the brains' own state (plan, flexibility, intraday position,
+battery energy, deliveries), so brains driven one by one and in a batch can be mixed.
 """
 
 from __future__ import annotations
