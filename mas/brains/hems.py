@@ -28,8 +28,8 @@ overhead per solve), so :func:`solve_plan`:
 Both are deterministic functions of their inputs: the same household with the same inputs gets
 the same plan in every runtime, whichever households were solved before it. (Clarabel keeps the
 equilibration of the data a solver was built with; the shared solvers are built from the
-structure's matrices and zero vectors, never from a household's data, so the scaling does not
-depend on which household came first.)
+structure's matrices and constant vectors, never from a household's data, so the scaling does
+not depend on which household came first.)
 """
 
 from __future__ import annotations
@@ -147,6 +147,8 @@ class Structure:
     rows: dict[str, slice]
     p_prox: sp.csc_matrix
     p_none: sp.csc_matrix
+    q_fixed: np.ndarray = field(compare=False, repr=False)
+    b_fixed: np.ndarray = field(compare=False, repr=False)
     _p_by_weight: dict[float, sp.csc_matrix] = field(default_factory=dict, compare=False,
                                                      repr=False)
     _solvers: dict[float, _SharedSolver] = field(default_factory=dict, compare=False, repr=False)
@@ -175,17 +177,27 @@ class Structure:
         return solver
 
 
+CANONICAL_COST_EUR = 0.05
+"""Every entry of ``q`` in the data a shared solver is built with (``b`` is zero).
+
+Clarabel scales the objective by a factor set from ``P`` and ``q`` when a solver is built and
+keeps it through updates; a cost of the order of the problems' own (prices of cents per kWh)
+takes the interior-point method to the tolerances in fewer iterations than a zero ``q``
+(≈ 9.2 against 11.1 on average for a battery household's proximal step; no effect on an LP).
+"""
+
+
 class _SharedSolver:
     """A Clarabel solver of one structure, whose ``q`` and ``b`` are replaced before every solve.
 
-    Built from the structure's matrices and zero vectors (the canonical data: its equilibration
-    is a function of the structure alone). Thread-safe: one solve at a time.
+    Built from the structure's matrices and constant vectors (the canonical data: its
+    equilibration is a function of the structure alone). Thread-safe: one solve at a time.
     """
 
     def __init__(self, s: Structure, p: sp.csc_matrix) -> None:
         m = s.n_zero + s.n_nonneg
-        self._solver = clarabel.DefaultSolver(p, np.zeros(s.n_var), s.a, np.zeros(m),
-                                              s.cones(), _settings())
+        self._solver = clarabel.DefaultSolver(p, np.full(s.n_var, CANONICAL_COST_EUR), s.a,
+                                              np.zeros(m), s.cones(), _settings())
         if not self._solver.is_data_update_allowed():  # presolve or dropped zeros: never here
             raise PlanError("plan solver: Clarabel refuses data updates", "solver_error")
         self._lock = threading.Lock()
@@ -272,8 +284,18 @@ def structure(periods: int, dt_h: float, has_pv: bool, battery: BatteryKey | Non
         w[t, t] = 1.0
         w[T + t, T + t] = 1.0
         w[t, T + t] = -1.0
+    q = np.zeros(n_var)  # the parts of q and b that are the same for every solve
+    b = np.zeros(n_zero + k)
+    if battery:
+        if battery[7]:
+            q[col["ch"]] = battery[7] * dt_h
+            q[col["dis"]] = battery[7] * dt_h
+        b[rows["ch_hi"]] = battery[1]
+        b[rows["dis_hi"]] = battery[2]
+        b[rows["e_hi"]] = battery[0]
+        b[rows["e_lo"]] = -battery[5]
     return Structure(T, dt_h, has_pv, battery, ev, n_var, col, a, n_zero, k, rows,
-                     sp.csc_matrix(w), sp.csc_matrix((n_var, n_var)))
+                     sp.csc_matrix(w), sp.csc_matrix((n_var, n_var)), q, b)
 
 
 @functools.cache
@@ -347,12 +369,9 @@ def closed_form_arrays(x: PlanInputs) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def _conic(s: Structure, x: PlanInputs, owner: str) -> PlanSolution:
     T, dt = s.periods, s.dt_h
-    q = np.zeros(s.n_var)
+    q = s.q_fixed.copy()
     q[s.col["imp"]] = (x.import_eur_per_kwh + x.lam_eur_per_kwh) * dt
     q[s.col["exp"]] = -(x.export_eur_per_kwh + x.lam_eur_per_kwh) * dt
-    if s.battery and s.battery[7]:
-        q[s.col["ch"]] = s.battery[7] * dt
-        q[s.col["dis"]] = s.battery[7] * dt
     weight = 0.0
     const = 0.0
     if x.prox:
@@ -362,20 +381,14 @@ def _conic(s: Structure, x: PlanInputs, owner: str) -> PlanSolution:
         q[s.col["imp"]] -= w * tgt
         q[s.col["exp"]] += w * tgt
         const = w / 2 * float(tgt @ tgt)
-    b = np.zeros(s.n_zero + s.n_nonneg)
+    b = s.b_fixed.copy()
     r = s.rows
     b[r["balance"]] = -x.load_kw
     if s.has_pv:
         b[r["pv_hi"]] = x.pv_avail_kw
     if s.battery:
-        e_max, p_ch, p_dis, e_min, eps = (s.battery[0], s.battery[1], s.battery[2],
-                                          s.battery[5], s.battery[6])
-        e0 = x.e_init_kwh
-        b[r["ch_hi"]] = p_ch
-        b[r["dis_hi"]] = p_dis
+        e0, eps = x.e_init_kwh, s.battery[6]
         b[r["energy"].start] = e0
-        b[r["e_hi"]] = e_max
-        b[r["e_lo"]] = -e_min
         if eps is not None:
             b[r["end_lo"]] = -(1 - eps) * e0
             b[r["end_hi"]] = (1 + eps) * e0

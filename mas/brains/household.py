@@ -204,12 +204,10 @@ class HouseholdBrain:
 
     def _take_plan(self, net: np.ndarray, bat: np.ndarray, ev: np.ndarray,
                    pv: np.ndarray) -> Plan:
-        """Keep the plan of these (rounded) schedules and price it at retail prices."""
-        imp = np.clip(-net, 0, None)
-        exp = np.clip(net, 0, None)
-        cost = float(np.sum(self.price_import * imp - self.price_export * exp) * DT_H)
+        """Keep the plan of these (rounded) schedules, priced at retail prices."""
+        cost = _retail_cost_eur(net, self.price_import, self.price_export)
         self.plan = Plan(tuple(net.tolist()), tuple(bat.tolist()), tuple(ev.tolist()),
-                         tuple(pv.tolist()), cost)
+                         tuple(pv.tolist()), float(cost))
         return self.plan
 
     def _need_plan(self) -> Plan:
@@ -419,6 +417,17 @@ def _round_kw(x: np.ndarray) -> np.ndarray:
     return np.round(x, 6) + 0.0
 
 
+def _retail_cost_eur(net_export_kw: np.ndarray, import_eur_per_kwh: np.ndarray,
+                     export_eur_per_kwh: np.ndarray) -> np.ndarray:
+    """The retail energy cost of net export schedules, along the last axis.
+
+    Any leading shape: a household's row is bitwise its own cost.
+    """
+    imp = np.clip(-net_export_kw, 0, None)
+    exp = np.clip(net_export_kw, 0, None)
+    return np.sum(import_eur_per_kwh * imp - export_eur_per_kwh * exp, axis=-1) * DT_H
+
+
 def make_plans(brains: Sequence[HouseholdBrain],
                lam_eur_per_kwh: Sequence[Sequence[float] | None],
                target_import_kw: Sequence[Sequence[float] | None]) -> list[Plan]:
@@ -462,8 +471,10 @@ def make_plans(brains: Sequence[HouseholdBrain],
             target_import_kw=None if prox is None else np.stack([t for _, t in members]),
             dt_h=DT_H)
         imp, exp, pv, _ = closed_form_arrays(x)
-        net, pv = _round_kw(exp - imp), _round_kw(pv)
-        zeros = np.zeros(SLOTS)
-        for row, (k, _) in enumerate(members):
-            plans[k] = brains[k]._take_plan(net[row], zeros, zeros, pv[row])
+        net = _round_kw(exp - imp)
+        costs = _retail_cost_eur(net, x.import_eur_per_kwh, x.export_eur_per_kwh).tolist()
+        zeros = (0.0,) * SLOTS  # _round_kw of the closed form's battery and EV
+        for (k, _), brain, row, pv_row, cost in zip(members, group, net.tolist(),
+                                                    _round_kw(pv).tolist(), costs, strict=True):
+            brain.plan = plans[k] = Plan(tuple(row), zeros, zeros, tuple(pv_row), cost)
     return [p for p in plans if p is not None]
