@@ -1,6 +1,8 @@
 """The household plan solver: a function of its inputs alone, whichever plans came before it, and
 the batched closed form equal to the plans made one by one."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -11,9 +13,9 @@ from mas.scenario import Forecast
 from mas.world import SLOTS, household_rng
 from tests.mas.test_mas_brains import EXPORT, IMPORT, _spec
 
-KINDS = [dict(pv=True, battery=True, ev=False), dict(pv=True, battery=True, ev=True),
-         dict(pv=False, battery=False, ev=True), dict(pv=True, battery=False, ev=False),
-         dict(pv=False, battery=False, ev=False), dict(pv=True, battery=False, ev=True)]
+KINDS = [{"pv": pv, "battery": bat, "ev": ev} for pv, bat, ev in
+         [(True, True, False), (True, True, True), (False, False, True), (True, False, False),
+          (False, False, False), (True, False, True)]]
 
 
 def _brain(index: int, kind: dict, *, seed: int = 11) -> HouseholdBrain:
@@ -61,11 +63,9 @@ def test_a_plan_does_not_depend_on_the_plans_solved_before_it():
     first = [_fields(_solve(kind, x)) for kind, x in cases]
     structure.cache_clear()  # new shared solvers, whose first users differ below
     kind, x = cases[5]
+    spec = _spec(**kind)
     with pytest.raises(PlanError):  # infeasible: the EV cannot get 1 MWh
-        spec = _spec(**kind)
-        solve_plan(spec.pv, spec.battery, spec.ev,
-                   PlanInputs(**{**{f: getattr(x, f) for f in x.__slots__},
-                                 "ev_need_kwh": 1000.0}))
+        solve_plan(spec.pv, spec.battery, spec.ev, replace(x, ev_need_kwh=1000.0))
     order = np.random.default_rng(0).permutation(len(cases))
     again = {int(k): _fields(_solve(*cases[k])) for k in order}
     assert [again[k] for k in range(len(cases))] == first
