@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import mesa
@@ -19,7 +21,14 @@ from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionPlan
 from mas.brains.coordination import RoundRequest, answer_round
 from mas.brains.dso import DsoBrain
-from mas.brains.household import Delivery, FlexOfferIntent, HouseholdBrain, OrderIntent
+from mas.brains.household import (
+    Delivery,
+    FlexOfferIntent,
+    HouseholdBrain,
+    OrderIntent,
+    make_plans,
+)
+from mas.errors import ProtocolStateError
 from mas.world import HouseholdSpec
 
 if TYPE_CHECKING:
@@ -84,6 +93,30 @@ class HouseholdAgent(CellAgent):
     def net_export_kw(self) -> float:
         """Metered net export of the last delivered slot (0 before delivery)."""
         return self.last.net_export_kw if self.last else 0.0
+
+
+def answer_rounds(agents: Sequence[HouseholdAgent],
+                  requests: Mapping[str, RoundRequest]) -> dict[str, list[float]]:
+    """The steps of many households in one ADMM round, by household id.
+
+    The answers of :meth:`HouseholdAgent.answer_round`, the closed-form plans made together
+    (:func:`mas.brains.household.make_plans`).
+
+    Raises:
+        ProtocolStateError: a round's ρ is not its household's proximal weight.
+        PlanError: a plan is not solved.
+    """
+    for a in agents:
+        rho = requests[a.hid].rho_eur_per_kw2
+        if not math.isclose(rho, a.brain.prox, rel_tol=1e-9):
+            raise ProtocolStateError(f"field 'rho_eur_per_kw2': the round assumes {rho}, "
+                                     f"household {a.hid} plans with a proximal weight of "
+                                     f"{a.brain.prox}")
+    asked = [requests[a.hid] for a in agents]
+    plans = make_plans([a.brain for a in agents], [r.lam_eur_per_kwh for r in asked],
+                       [r.target_import_kw for r in asked])
+    return {a.hid: [-x for x in plan.net_export_kw] for a, plan in zip(agents, plans,
+                                                                        strict=True)}
 
 
 class DsoAgent(mesa.Agent):

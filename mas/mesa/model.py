@@ -52,7 +52,7 @@ from mas.brains.auctioneer import (
 )
 from mas.brains.dso import DsoBrain, GridState
 from mas.brains.household import HouseholdBrain
-from mas.mesa.agents import AggregatorAgent, DsoAgent, HouseholdAgent
+from mas.mesa.agents import AggregatorAgent, DsoAgent, HouseholdAgent, answer_rounds
 from mas.mesa.errors import MesaRuntimeError, ModelParameterError
 from mas.mesa.memory_ledger import MemoryLedger
 from mas.mesa.params import load_scenario, population_world, scenario_with
@@ -495,7 +495,7 @@ class VdgModel(Model):
         point is applied to every z).
         """
         from grid.admm.aggregator import ReferenceAggregator  # noqa: PLC0415
-        from mas.brains.coordination import AggregatorStep, run_rounds  # noqa: PLC0415
+        from mas.brains.coordination import AggregatorStep  # noqa: PLC0415
 
         admm = self.dso.brain.admm
         step: AggregatorStep = ReferenceAggregator()
@@ -506,8 +506,14 @@ class VdgModel(Model):
             assert isinstance(self.ledger, Web3Ledger)
             step = ContractAdmm(self.ledger, batch_submits=True)
         admm.start(step)
-        agents = {h.hid: h for h in self.households}
-        self.rounds = run_rounds(admm, lambda hid, request: agents[hid].answer_round(request))
+        by_id = {h.hid: h for h in self.households}
+        agents = [by_id[hid] for hid in admm.ids]
+        while not admm.done:  # run_rounds, with the households' answers made together
+            requests = admm.open_round()
+            for hid, x in answer_rounds(agents, requests).items():
+                admm.submit(hid, requests[hid].round, x)
+            admm.close_round()
+        self.rounds = admm.round + 1
         planned = {h.hid: h.brain.plan.net_export_kw for h in self.households
                    if h.brain.plan is not None}
         total = np.zeros(SLOTS)
@@ -516,7 +522,6 @@ class VdgModel(Model):
         self.aggregator.brain.make_plan([round(float(x), 6) for x in total])
         dso = self.dso.brain
         state = dso.grid_state(planned)
-        by_id = {h.hid: h for h in self.households}
         for call in dso.flexibility_calls(state):
             offers = {}
             for hid in dso.households_on(call.buses):
