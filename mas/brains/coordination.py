@@ -267,6 +267,8 @@ class GridCopy:
             self.cost_eur / self.rho + cp.sum(cp.multiply(self.lin, self.P))
             + cp.sum(cp.multiply(1 / (2 * self.m), cp.sum(cp.square(self.P), axis=1)))), cons)
         self._conic: tuple[Any, ...] | None = None
+        self.inaccurate_solves = 0
+        """Solves that ended ``AlmostSolved`` (Clarabel's reduced tolerances)."""
 
     def _compile(self) -> None:
         """Canonicalise once and locate ``lin``'s entries in the conic objective vector.
@@ -310,6 +312,15 @@ class GridCopy:
         directly with a fresh solver (its iterates depend on this round's data only), then hands
         the solution back to cvxpy so the variables read as after ``problem.solve()``.
 
+        On populations of thousands of households (the feeder's copies in parallel) Clarabel
+        ends ``AlmostSolved`` every round: primal and dual residuals near 1e-11 but the duality
+        gap stalls near 1e-2 of the objective over ρ (2·10⁻⁴ EUR; 2,000 households: objective
+        2.2·10⁵, relative gap 4·10⁻⁸ against Clarabel's 1e-8), the conic data spanning
+        twelve orders of magnitude (branch impedances of the paralleled feeder near 1e-8, the
+        slack prices over ρ 5·10⁴). Equilibration, regularisation, refinement and presolve
+        settings do not change that, nor does solving for the deviation from the proximal
+        centre. The solution is accepted; the first such solve is logged as a warning.
+
         Raises:
             PlanError: the solver does not reach an optimum.
         """
@@ -329,8 +340,11 @@ class GridCopy:
         status = str(sol.status)
         if status not in ("Solved", "AlmostSolved"):
             raise PlanError(f"DSO grid copy ended with status {status}", status)
-        if status == "AlmostSolved":
-            log.warning("DSO grid copy: solver reports optimal_inaccurate")
+        if status == "AlmostSolved":  # the relative duality gap stalls (see above)
+            self.inaccurate_solves += 1
+            log.log(logging.WARNING if self.inaccurate_solves == 1 else logging.DEBUG,
+                    "DSO grid copy: solver reports optimal_inaccurate (duality gap %.2g; "
+                    "further ones are logged at DEBUG)", abs(sol.obj_val - sol.obj_val_dual))
         self.lin.value = lin
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # status checked above
