@@ -391,6 +391,9 @@ class ConsensusAdmm:
         self._open = False
         self._fresh: dict[str, np.ndarray] = {}
         self.history: list[RoundOutcome] = []
+        self._accel: Anderson | None = None
+        self._proposed = False  # the state sent is an Anderson proposal
+        self._lam_sent, self._mu_sent = self.lam.copy(), self.mu.copy()  # the round's state
         self.converged = False
 
     def start(self, aggregator: AggregatorStep) -> None:
@@ -517,11 +520,11 @@ class ConsensusAdmm:
         eps_dual = sq_p + self.spec.eps_rel * y_norm / self.rho
         primal = float(res.primal_residual)
         dual = float(res.dual_residual) / self.rho
+        count = np.ones(self.n)  # copies per household's globals
+        count[sub] += 1.0
         if self.round == 0 or self._accel is not None:
             # the aggregator's z_prev is 0 before round 0 (ours is x⁰) and its own average
             # under acceleration (ours is the extrapolated z sent with the round)
-            count = np.ones(self.n)
-            count[sub] += 1.0
             dual = math.sqrt(float(np.sum(count[:, None] * (z - z_prev) ** 2)))
         gap = max((float(np.max(np.abs(xs[h] - p[self.index[h]]))) for h in xs), default=0.0)
         self.converged = primal <= eps_pri and dual <= eps_dual
