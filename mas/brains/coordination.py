@@ -52,7 +52,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -570,6 +570,18 @@ class ConsensusAdmm:
         return dict(self.x)
 
 
+def check_round_rho(brain: HouseholdBrain, request: RoundRequest) -> None:
+    """Refuse a round whose ρ is not the household's proximal weight.
+
+    Raises:
+        ProtocolStateError: naming the field, the round's ρ and the household's weight.
+    """
+    if not math.isclose(request.rho_eur_per_kw2, brain.prox, rel_tol=1e-9):
+        raise ProtocolStateError(f"field 'rho_eur_per_kw2': the round assumes "
+                                 f"{request.rho_eur_per_kw2}, household {brain.spec.id} plans "
+                                 f"with a proximal weight of {brain.prox}")
+
+
 def answer_round(brain: HouseholdBrain, request: RoundRequest) -> list[float]:
     """A household's step of a round: its plan's net import per slot.
 
@@ -579,10 +591,7 @@ def answer_round(brain: HouseholdBrain, request: RoundRequest) -> list[float]:
         ProtocolStateError: the round's ρ is not the household's proximal weight.
         PlanError: the plan is not solved.
     """
-    if not math.isclose(request.rho_eur_per_kw2, brain.prox, rel_tol=1e-9):
-        raise ProtocolStateError(f"field 'rho_eur_per_kw2': the round assumes "
-                                 f"{request.rho_eur_per_kw2}, household {brain.spec.id} plans "
-                                 f"with a proximal weight of {brain.prox}")
+    check_round_rho(brain, request)
     if request.target_import_kw is None:
         plan = brain.make_plan(request.lam_eur_per_kwh)
     else:
@@ -592,21 +601,32 @@ def answer_round(brain: HouseholdBrain, request: RoundRequest) -> list[float]:
 
 
 def run_rounds(admm: ConsensusAdmm,
-               answer: Callable[[str, RoundRequest], Sequence[float] | None]) -> int:
+               answer: Callable[[str, RoundRequest], Sequence[float] | None] | None = None,
+               *, answer_all: Callable[[Mapping[str, RoundRequest]],
+                                       Mapping[str, Sequence[float]]] | None = None) -> int:
     """Run the rounds synchronously (in-process runtimes and tests); returns the rounds run.
 
-    ``answer(household, request)`` returns the household's net import, or ``None`` when it
-    does not answer.
+    Give exactly one of ``answer(household, request)``, which returns the household's net
+    import or ``None`` when it does not answer, and ``answer_all(requests)``, which returns the
+    net imports of the households that answer, by id (a runtime that answers a round at once).
+
+    Raises:
+        ValueError: neither or both of ``answer`` and ``answer_all``.
     """
+    if (answer is None) == (answer_all is None):
+        raise ValueError("run_rounds takes exactly one of answer and answer_all")
     while not admm.done:
         requests = admm.open_round()
+        if answer_all is not None:
+            answers = answer_all(requests)
+        else:
+            assert answer is not None
+            answers = {h: x for h in admm.ids if (x := answer(h, requests[h])) is not None}
         for h in admm.ids:
-            x = answer(h, requests[h])
-            if x is not None:
-                admm.submit(h, requests[h].round, x)
+            if h in answers:
+                admm.submit(h, requests[h].round, answers[h])
         admm.close_round()
     return admm.round + 1
-
 
 
 @dataclass(frozen=True, slots=True)

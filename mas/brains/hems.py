@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import clarabel
 import cvxpy as cp
@@ -202,7 +203,7 @@ class _SharedSolver:
             raise PlanError("plan solver: Clarabel refuses data updates", "solver_error")
         self._lock = threading.Lock()
 
-    def solve(self, q: np.ndarray, b: np.ndarray) -> object:
+    def solve(self, q: np.ndarray, b: np.ndarray) -> Any:
         """Clarabel's solution of the structure's problem with this ``q`` and ``b``."""
         with self._lock:  # lists: Clarabel reads a list several times faster than an array
             self._solver.update(q=q.tolist(), b=b.tolist())

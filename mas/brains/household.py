@@ -468,7 +468,8 @@ def make_plans(brains: Sequence[HouseholdBrain],
             export_eur_per_kwh=np.stack([b.price_export for b in group]),
             lam_eur_per_kwh=np.stack([b.lam for b in group]), e_init_kwh=0.0,
             ev_available=np.zeros(SLOTS), ev_need_kwh=0.0, prox_eur_per_kw2=prox or 0.0,
-            target_import_kw=None if prox is None else np.stack([t for _, t in members]),
+            target_import_kw=None if prox is None
+            else np.stack([t for _, t in members if t is not None]),
             dt_h=DT_H)
         imp, exp, pv, _ = closed_form_arrays(x)
         net = _round_kw(exp - imp)

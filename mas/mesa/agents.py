@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -19,7 +18,7 @@ from mesa.discrete_space import CellAgent
 from market.vdg import Direction
 from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionPlan
-from mas.brains.coordination import RoundRequest, answer_round
+from mas.brains.coordination import RoundRequest, answer_round, check_round_rho
 from mas.brains.dso import DsoBrain
 from mas.brains.household import (
     Delivery,
@@ -28,7 +27,6 @@ from mas.brains.household import (
     OrderIntent,
     make_plans,
 )
-from mas.errors import ProtocolStateError
 from mas.world import HouseholdSpec
 
 if TYPE_CHECKING:
@@ -107,11 +105,7 @@ def answer_rounds(agents: Sequence[HouseholdAgent],
         PlanError: a plan is not solved.
     """
     for a in agents:
-        rho = requests[a.hid].rho_eur_per_kw2
-        if not math.isclose(rho, a.brain.prox, rel_tol=1e-9):
-            raise ProtocolStateError(f"field 'rho_eur_per_kw2': the round assumes {rho}, "
-                                     f"household {a.hid} plans with a proximal weight of "
-                                     f"{a.brain.prox}")
+        check_round_rho(a.brain, requests[a.hid])
     asked = [requests[a.hid] for a in agents]
     plans = make_plans([a.brain for a in agents], [r.lam_eur_per_kwh for r in asked],
                        [r.target_import_kw for r in asked])

@@ -495,7 +495,7 @@ class VdgModel(Model):
         point is applied to every z).
         """
         from grid.admm.aggregator import ReferenceAggregator  # noqa: PLC0415
-        from mas.brains.coordination import AggregatorStep  # noqa: PLC0415
+        from mas.brains.coordination import AggregatorStep, run_rounds  # noqa: PLC0415
 
         admm = self.dso.brain.admm
         step: AggregatorStep = ReferenceAggregator()
@@ -508,12 +508,8 @@ class VdgModel(Model):
         admm.start(step)
         by_id = {h.hid: h for h in self.households}
         agents = [by_id[hid] for hid in admm.ids]
-        while not admm.done:  # run_rounds, with the households' answers made together
-            requests = admm.open_round()
-            for hid, x in answer_rounds(agents, requests).items():
-                admm.submit(hid, requests[hid].round, x)
-            admm.close_round()
-        self.rounds = admm.round + 1
+        self.rounds = run_rounds(admm, answer_all=lambda requests: answer_rounds(agents,
+                                                                                 requests))
         planned = {h.hid: h.brain.plan.net_export_kw for h in self.households
                    if h.brain.plan is not None}
         total = np.zeros(SLOTS)
