@@ -8,7 +8,6 @@ on a vdg error (the message names the field and value), 2 on a usage error.
 from __future__ import annotations
 
 import logging
-import sys
 from importlib.metadata import PackageNotFoundError, version
 
 import click
@@ -94,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

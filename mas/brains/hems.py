@@ -21,16 +21,23 @@ overhead per solve), so :func:`solve_plan`:
   freedom);
 * otherwise builds the conic data ``(P, q, A, b, cones)`` with numpy/scipy — the matrices once
   per device structure (:func:`structure`, cached), the vectors per solve — and calls Clarabel
-  directly, as cvxpy would.
+  directly, as cvxpy would. One Clarabel solver per structure and proximal weight is built once
+  (KKT assembly and symbolic factorisation, the larger part of a fresh solver's cost) and its
+  ``q`` and ``b`` are updated before every solve.
 
 Both are deterministic functions of their inputs: the same household with the same inputs gets
-the same plan in every runtime.
+the same plan in every runtime, whichever households were solved before it. (Clarabel keeps the
+equilibration of the data a solver was built with; the shared solvers are built from the
+structure's matrices and constant vectors, never from a household's data, so the scaling does
+not depend on which household came first.)
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import clarabel
 import cvxpy as cp
@@ -141,8 +148,12 @@ class Structure:
     rows: dict[str, slice]
     p_prox: sp.csc_matrix
     p_none: sp.csc_matrix
+    q_fixed: np.ndarray = field(compare=False, repr=False)
+    b_fixed: np.ndarray = field(compare=False, repr=False)
     _p_by_weight: dict[float, sp.csc_matrix] = field(default_factory=dict, compare=False,
                                                      repr=False)
+    _solvers: dict[float, _SharedSolver] = field(default_factory=dict, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def p_weighted(self, weight: float) -> sp.csc_matrix:
         """``p_prox * weight``, built once per weight (every round of a day uses one ρ)."""
@@ -154,6 +165,49 @@ class Structure:
     def cones(self) -> list[object]:
         """Clarabel's cones of the rows: the equalities, then the bounds."""
         return [clarabel.ZeroConeT(self.n_zero), clarabel.NonnegativeConeT(self.n_nonneg)]
+
+    def solver(self, weight: float) -> _SharedSolver:
+        """The solver of this structure with proximal weight ``weight`` (0: none), built once."""
+        solver = self._solvers.get(weight)
+        if solver is None:
+            with self._lock:
+                solver = self._solvers.get(weight)
+                if solver is None:
+                    p = self.p_weighted(weight) if weight else self.p_none
+                    solver = self._solvers[weight] = _SharedSolver(self, p)
+        return solver
+
+
+CANONICAL_COST_EUR = 0.05
+"""Every entry of ``q`` in the data a shared solver is built with (``b`` is zero).
+
+Clarabel scales the objective by a factor set from ``P`` and ``q`` when a solver is built and
+keeps it through updates; a cost of the order of the problems' own (prices of cents per kWh)
+takes the interior-point method to the tolerances in fewer iterations than a zero ``q``
+(≈ 9.2 against 11.1 on average for a battery household's proximal step; no effect on an LP).
+"""
+
+
+class _SharedSolver:
+    """A Clarabel solver of one structure, whose ``q`` and ``b`` are replaced before every solve.
+
+    Built from the structure's matrices and constant vectors (the canonical data: its
+    equilibration is a function of the structure alone). Thread-safe: one solve at a time.
+    """
+
+    def __init__(self, s: Structure, p: sp.csc_matrix) -> None:
+        m = s.n_zero + s.n_nonneg
+        self._solver = clarabel.DefaultSolver(p, np.full(s.n_var, CANONICAL_COST_EUR), s.a,
+                                              np.zeros(m), s.cones(), _settings())
+        if not self._solver.is_data_update_allowed():  # presolve or dropped zeros: never here
+            raise PlanError("plan solver: Clarabel refuses data updates", "solver_error")
+        self._lock = threading.Lock()
+
+    def solve(self, q: np.ndarray, b: np.ndarray) -> Any:
+        """Clarabel's solution of the structure's problem with this ``q`` and ``b``."""
+        with self._lock:  # lists: Clarabel reads a list several times faster than an array
+            self._solver.update(q=q.tolist(), b=b.tolist())
+            return self._solver.solve()
 
 
 @functools.lru_cache(maxsize=64)
@@ -231,8 +285,18 @@ def structure(periods: int, dt_h: float, has_pv: bool, battery: BatteryKey | Non
         w[t, t] = 1.0
         w[T + t, T + t] = 1.0
         w[t, T + t] = -1.0
+    q = np.zeros(n_var)  # the parts of q and b that are the same for every solve
+    b = np.zeros(n_zero + k)
+    if battery:
+        if battery[7]:
+            q[col["ch"]] = battery[7] * dt_h
+            q[col["dis"]] = battery[7] * dt_h
+        b[rows["ch_hi"]] = battery[1]
+        b[rows["dis_hi"]] = battery[2]
+        b[rows["e_hi"]] = battery[0]
+        b[rows["e_lo"]] = -battery[5]
     return Structure(T, dt_h, has_pv, battery, ev, n_var, col, a, n_zero, k, rows,
-                     sp.csc_matrix(w), sp.csc_matrix((n_var, n_var)))
+                     sp.csc_matrix(w), sp.csc_matrix((n_var, n_var)), q, b)
 
 
 @functools.cache
@@ -260,12 +324,25 @@ def solve_plan(pv: PvSpec | None, battery: BatterySpec | None, ev: EvSpec | None
 
 
 def _closed_form(x: PlanInputs) -> PlanSolution:
-    """PV curtailment is the only freedom: per slot, minimise a convex function of the net.
+    imp, exp, pv, obj = closed_form_arrays(x)
+    zeros = np.zeros_like(imp)
+    return PlanSolution(imp, exp, pv, zeros, zeros.copy(), float(obj))
 
-    With ``n`` the net export, the cost is ``−(c_exp+λ)·n`` for ``n ≥ 0`` and ``−(c_imp+λ)·n``
-    for ``n ≤ 0`` (convex, as ``c_imp ≥ c_exp``), ``n ∈ [−load, pv_avail − load]``. Without the
-    proximal term the minimiser is an end of the interval or 0; with it, the stationary point of
-    the piece it falls on, clipped to the interval.
+
+def closed_form_arrays(x: PlanInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The plan without battery and EV: PV curtailment is the only freedom.
+
+    Per slot, minimise a convex function of the net export ``n``: the cost is ``−(c_exp+λ)·n``
+    for ``n ≥ 0`` and ``−(c_imp+λ)·n`` for ``n ≤ 0`` (convex, as ``c_imp ≥ c_exp``),
+    ``n ∈ [−load, pv_avail − load]``. Without the proximal term the minimiser is an end of the
+    interval or 0; with it, the stationary point of the piece it falls on, clipped to the
+    interval.
+
+    Elementwise: the arrays of ``x`` may be ``(T,)`` or ``(n, T)`` (``n`` households with one
+    proximal weight, solved at once); a household's row is bitwise its own solve.
+
+    Returns:
+        import, export and PV output (``x``'s shape) and the objective (one per household).
     """
     dt = x.dt_h
     lo = -x.load_kw
@@ -283,45 +360,36 @@ def _closed_form(x: PlanInputs) -> PlanSolution:
     n = np.clip(n, lo, hi)
     imp = np.clip(-n, 0, None)
     exp = np.clip(n, 0, None)
-    obj = float(np.sum(-slope_imp * imp + slope_exp * exp))
+    obj = np.sum(-slope_imp * imp + slope_exp * exp, axis=-1)
     if x.prox:
         assert x.target_import_kw is not None
-        obj += x.prox_eur_per_kw2 / 2 * float(np.sum((imp - exp - x.target_import_kw) ** 2))
-    zeros = np.zeros_like(n)
-    return PlanSolution(imp, exp, n + x.load_kw, zeros, zeros.copy(), obj)
+        obj = obj + x.prox_eur_per_kw2 / 2 * np.sum((imp - exp - x.target_import_kw) ** 2,
+                                                    axis=-1)
+    return imp, exp, n + x.load_kw, obj
 
 
 def _conic(s: Structure, x: PlanInputs, owner: str) -> PlanSolution:
     T, dt = s.periods, s.dt_h
-    q = np.zeros(s.n_var)
+    q = s.q_fixed.copy()
     q[s.col["imp"]] = (x.import_eur_per_kwh + x.lam_eur_per_kwh) * dt
     q[s.col["exp"]] = -(x.export_eur_per_kwh + x.lam_eur_per_kwh) * dt
-    if s.battery and s.battery[7]:
-        q[s.col["ch"]] = s.battery[7] * dt
-        q[s.col["dis"]] = s.battery[7] * dt
-    p = s.p_none
+    weight = 0.0
     const = 0.0
     if x.prox:
         assert x.target_import_kw is not None
         w, tgt = x.prox_eur_per_kw2, x.target_import_kw
-        p = s.p_weighted(w)
+        weight = w
         q[s.col["imp"]] -= w * tgt
         q[s.col["exp"]] += w * tgt
         const = w / 2 * float(tgt @ tgt)
-    b = np.zeros(s.n_zero + s.n_nonneg)
+    b = s.b_fixed.copy()
     r = s.rows
     b[r["balance"]] = -x.load_kw
     if s.has_pv:
         b[r["pv_hi"]] = x.pv_avail_kw
     if s.battery:
-        e_max, p_ch, p_dis, e_min, eps = (s.battery[0], s.battery[1], s.battery[2],
-                                          s.battery[5], s.battery[6])
-        e0 = x.e_init_kwh
-        b[r["ch_hi"]] = p_ch
-        b[r["dis_hi"]] = p_dis
+        e0, eps = x.e_init_kwh, s.battery[6]
         b[r["energy"].start] = e0
-        b[r["e_hi"]] = e_max
-        b[r["e_lo"]] = -e_min
         if eps is not None:
             b[r["end_lo"]] = -(1 - eps) * e0
             b[r["end_hi"]] = (1 + eps) * e0
@@ -331,8 +399,7 @@ def _conic(s: Structure, x: PlanInputs, owner: str) -> PlanSolution:
         b[r["ev_lo"]] = -p_min * x.ev_available
         b[r["ev_hi"]] = p_max * x.ev_available
     try:
-        solver = clarabel.DefaultSolver(p, q, s.a, b, s.cones(), _settings())
-        sol = solver.solve()
+        sol = s.solver(weight).solve(q, b)
     except BaseException as exc:  # the Rust solver raises PanicException (a BaseException)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise

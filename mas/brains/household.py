@@ -23,7 +23,7 @@ import numpy as np
 
 from market.vdg import Direction, SessionKind
 from mas.brains.auctioneer import SessionPlan
-from mas.brains.hems import PlanInputs, solve_plan
+from mas.brains.hems import PlanInputs, closed_form_arrays, solve_plan
 from mas.errors import PlanError
 from mas.scenario import Forecast
 from mas.world import SLOTS, HouseholdSpec
@@ -148,6 +148,7 @@ class HouseholdBrain:
         self._buy_limit = [round(float(x), 6) for x in spec.buy_value_frac * self.price_import]
         self._sell_limit = [round(float(x), 6)
                             for x in self.price_export + spec.sell_markup_frac * gap]
+        self._closed_form = spec.battery is None and spec.ev is None and bool(np.all(gap >= 0))
 
     # ------------------------------------------------------------------------ optimisation
     def plan_inputs(self, target_import_kw: np.ndarray | None = None) -> PlanInputs:
@@ -168,15 +169,32 @@ class HouseholdBrain:
         the proximal term. ``target_import_kw`` replaces the previous plan as the point the
         proximal term pulls towards: the local step of consensus ADMM, ``argmin f(x) + λ·x +
         (w/2)·‖x − target‖²`` with ``w`` = ``prox_eur_per_kw2``. The problem and how it is
-        solved: :mod:`mas.brains.hems`.
+        solved: :mod:`mas.brains.hems`; :func:`make_plans` makes the plans of many households at
+        once (the same plans).
 
         Raises:
             PlanError: the problem is not solved to optimality, or an input is malformed.
         """
+        target = self._next_target(lam_eur_per_kwh, target_import_kw)
+        s = self.spec
+        sol = solve_plan(s.pv, s.battery, s.ev, self.plan_inputs(target),
+                         owner=f"household {s.id}")
+        return self._take_plan(_round_kw(sol.export_kw - sol.import_kw),
+                               _round_kw(sol.battery_kw), _round_kw(sol.ev_kw),
+                               _round_kw(sol.pv_kw))
+
+    @property
+    def closed_form(self) -> bool:
+        """Whether its plan has a closed form (no battery, no EV, import never below export)."""
+        return self._closed_form
+
+    def _next_target(self, lam_eur_per_kwh: Sequence[float] | None,
+                     target_import_kw: Sequence[float] | None) -> np.ndarray | None:
+        """Check a plan request, take up its ``lam``; the proximal target of the solve."""
         target = None
         if target_import_kw is not None:
             target = np.asarray(target_import_kw, dtype=float)
-            if target.shape != (SLOTS,) or not np.all(np.isfinite(target)):
+            if target.shape != (SLOTS,) or not np.isfinite(target).all():
                 raise PlanError(f"household {self.spec.id}: target_import_kw must be {SLOTS} "
                                 f"finite numbers, got shape {target.shape}", "bad-input")
             if self.prox <= 0:
@@ -184,25 +202,21 @@ class HouseholdBrain:
                                 f"prox_eur_per_kw2, got {self.prox}", "bad-input")
         if lam_eur_per_kwh is not None:
             lam = np.asarray(lam_eur_per_kwh, dtype=float)
-            if lam.shape != (SLOTS,) or not np.all(np.isfinite(lam)):
+            if lam.shape != (SLOTS,) or not np.isfinite(lam).all():
                 raise PlanError(f"household {self.spec.id}: lam_eur_per_kwh must be {SLOTS} "
                                 f"finite numbers, got shape {lam.shape}", "bad-input")
             self.lam = lam
         if target is None and self.plan is not None and lam_eur_per_kwh is not None \
                 and self.prox > 0:
             target = -np.asarray(self.plan.net_export_kw)
-        s = self.spec
-        sol = solve_plan(s.pv, s.battery, s.ev, self.plan_inputs(target),
-                         owner=f"household {s.id}")
-        net = np.round(sol.export_kw - sol.import_kw, 6) + 0.0  # stable; no negative zero
-        bat = np.round(sol.battery_kw, 6) + 0.0
-        ev = np.round(sol.ev_kw, 6) + 0.0
-        pv = np.round(sol.pv_kw, 6) + 0.0
-        imp = np.clip(-net, 0, None)
-        exp = np.clip(net, 0, None)
-        cost = float(np.sum(self.price_import * imp - self.price_export * exp) * DT_H)
+        return target
+
+    def _take_plan(self, net: np.ndarray, bat: np.ndarray, ev: np.ndarray,
+                   pv: np.ndarray) -> Plan:
+        """Keep the plan of these (rounded) schedules, priced at retail prices."""
+        cost = _retail_cost_eur(net, self.price_import, self.price_export)
         self.plan = Plan(tuple(net.tolist()), tuple(bat.tolist()), tuple(ev.tolist()),
-                         tuple(pv.tolist()), cost)
+                         tuple(pv.tolist()), float(cost))
         return self.plan
 
     def _need_plan(self) -> Plan:
@@ -405,3 +419,72 @@ class HouseholdBrain:
         """Metered net export per delivered slot, kWh (import negative)."""
         return tuple(float(self.deliveries[t].net_export_kw * DT_H)
                      for t in sorted(self.deliveries))
+
+
+def _round_kw(x: np.ndarray) -> np.ndarray:
+    """A schedule on the plan's grid: 1e-6 kW, no negative zero (elementwise, any shape)."""
+    return np.round(x, 6) + 0.0
+
+
+def _retail_cost_eur(net_export_kw: np.ndarray, import_eur_per_kwh: np.ndarray,
+                     export_eur_per_kwh: np.ndarray) -> np.ndarray:
+    """The retail energy cost of net export schedules, along the last axis.
+
+    Any leading shape: a household's row is bitwise its own cost.
+    """
+    imp = np.clip(-net_export_kw, 0, None)
+    exp = np.clip(net_export_kw, 0, None)
+    return np.sum(import_eur_per_kwh * imp - export_eur_per_kwh * exp, axis=-1) * DT_H
+
+
+def make_plans(brains: Sequence[HouseholdBrain],
+               lam_eur_per_kwh: Sequence[Sequence[float] | None],
+               target_import_kw: Sequence[Sequence[float] | None]) -> list[Plan]:
+    """:meth:`HouseholdBrain.make_plan` of many households: the same plans, cheaper.
+
+    The households whose plan has a closed form (:attr:`HouseholdBrain.closed_form`) are solved
+    together, elementwise over one array per input (a household's plan is bitwise the one it
+    makes alone); the others one by one.
+
+    Args:
+        brains: the households.
+        lam_eur_per_kwh: per household, its ``lam`` (or ``None``).
+        target_import_kw: per household, its proximal target (or ``None``).
+
+    Raises:
+        PlanError: as :meth:`HouseholdBrain.make_plan` (the households before the failing one
+            have their new plans).
+    """
+    if not len(brains) == len(lam_eur_per_kwh) == len(target_import_kw):
+        raise PlanError(f"make_plans: {len(brains)} households, {len(lam_eur_per_kwh)} lam and "
+                        f"{len(target_import_kw)} targets", "bad-input")
+    plans: list[Plan | None] = [None] * len(brains)
+    groups: dict[float | None, list[tuple[int, np.ndarray | None]]] = {}
+    for k, (brain, lam, target) in enumerate(zip(brains, lam_eur_per_kwh, target_import_kw,
+                                                 strict=True)):
+        if not brain.closed_form:
+            plans[k] = brain.make_plan(lam, target)
+            continue
+        tgt = brain._next_target(lam, target)
+        prox = brain.prox if tgt is not None and brain.prox > 0 else None
+        groups.setdefault(prox, []).append((k, tgt))
+    for prox, members in groups.items():
+        group = [brains[k] for k, _ in members]
+        x = PlanInputs(
+            load_kw=np.stack([b.load_fc_kw for b in group]),
+            pv_avail_kw=np.stack([b.pv_fc_kw for b in group]),
+            import_eur_per_kwh=np.stack([b.price_import for b in group]),
+            export_eur_per_kwh=np.stack([b.price_export for b in group]),
+            lam_eur_per_kwh=np.stack([b.lam for b in group]), e_init_kwh=0.0,
+            ev_available=np.zeros(SLOTS), ev_need_kwh=0.0, prox_eur_per_kw2=prox or 0.0,
+            target_import_kw=None if prox is None
+            else np.stack([t for _, t in members if t is not None]),
+            dt_h=DT_H)
+        imp, exp, pv, _ = closed_form_arrays(x)
+        net = _round_kw(exp - imp)
+        costs = _retail_cost_eur(net, x.import_eur_per_kwh, x.export_eur_per_kwh).tolist()
+        zeros = (0.0,) * SLOTS  # _round_kw of the closed form's battery and EV
+        for (k, _), brain, row, pv_row, cost in zip(members, group, net.tolist(),
+                                                    _round_kw(pv).tolist(), costs, strict=True):
+            brain.plan = plans[k] = Plan(tuple(row), zeros, zeros, tuple(pv_row), cost)
+    return [p for p in plans if p is not None]

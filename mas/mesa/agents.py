@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import mesa
@@ -17,9 +18,15 @@ from mesa.discrete_space import CellAgent
 from market.vdg import Direction
 from mas.brains.aggregator import AggregatorBrain
 from mas.brains.auctioneer import SessionPlan
-from mas.brains.coordination import RoundRequest, answer_round
+from mas.brains.coordination import RoundRequest, answer_round, check_round_rho
 from mas.brains.dso import DsoBrain
-from mas.brains.household import Delivery, FlexOfferIntent, HouseholdBrain, OrderIntent
+from mas.brains.household import (
+    Delivery,
+    FlexOfferIntent,
+    HouseholdBrain,
+    OrderIntent,
+    make_plans,
+)
 from mas.world import HouseholdSpec
 
 if TYPE_CHECKING:
@@ -84,6 +91,26 @@ class HouseholdAgent(CellAgent):
     def net_export_kw(self) -> float:
         """Metered net export of the last delivered slot (0 before delivery)."""
         return self.last.net_export_kw if self.last else 0.0
+
+
+def answer_rounds(agents: Sequence[HouseholdAgent],
+                  requests: Mapping[str, RoundRequest]) -> dict[str, list[float]]:
+    """The steps of many households in one ADMM round, by household id.
+
+    The answers of :meth:`HouseholdAgent.answer_round`, the closed-form plans made together
+    (:func:`mas.brains.household.make_plans`).
+
+    Raises:
+        ProtocolStateError: a round's ρ is not its household's proximal weight.
+        PlanError: a plan is not solved.
+    """
+    for a in agents:
+        check_round_rho(a.brain, requests[a.hid])
+    asked = [requests[a.hid] for a in agents]
+    plans = make_plans([a.brain for a in agents], [r.lam_eur_per_kwh for r in asked],
+                       [r.target_import_kw for r in asked])
+    return {a.hid: [-x for x in plan.net_export_kw] for a, plan in zip(agents, plans,
+                                                                        strict=True)}
 
 
 class DsoAgent(mesa.Agent):

@@ -53,7 +53,7 @@ from mas.brains.auctioneer import (
 from mas.brains.dso import DsoBrain, GridState
 from mas.brains.household import HouseholdBrain
 from mas.brains.household_batch import HouseholdBatch
-from mas.mesa.agents import AggregatorAgent, DsoAgent, HouseholdAgent
+from mas.mesa.agents import AggregatorAgent, DsoAgent, HouseholdAgent, answer_rounds
 from mas.mesa.errors import MesaRuntimeError, ModelParameterError
 from mas.mesa.memory_ledger import MemoryLedger, book_arrays, order_ids
 from mas.mesa.params import load_scenario, population_world, scenario_with
@@ -505,8 +505,10 @@ class VdgModel(Model):
             assert isinstance(self.ledger, Web3Ledger)
             step = ContractAdmm(self.ledger, batch_submits=True)
         admm.start(step)
-        agents = {h.hid: h for h in self.households}
-        self.rounds = run_rounds(admm, lambda hid, request: agents[hid].answer_round(request))
+        by_id = {h.hid: h for h in self.households}
+        agents = [by_id[hid] for hid in admm.ids]
+        self.rounds = run_rounds(admm, answer_all=lambda requests: answer_rounds(agents,
+                                                                                 requests))
         planned = {h.hid: h.brain.plan.net_export_kw for h in self.households
                    if h.brain.plan is not None}
         total = np.zeros(SLOTS)
@@ -515,7 +517,6 @@ class VdgModel(Model):
         self.aggregator.brain.make_plan([round(float(x), 6) for x in total])
         dso = self.dso.brain
         state = dso.grid_state(planned)
-        by_id = {h.hid: h for h in self.households}
         for call in dso.flexibility_calls(state):
             offers = {}
             for hid in dso.households_on(call.buses):

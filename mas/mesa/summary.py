@@ -113,6 +113,7 @@ def day_summary(model: VdgModel, wall_time_s: float) -> dict[str, Any]:
     import_kw = -model.metered_kw.sum(axis=1)
     state = model.metered_state
     gas = sum(r.gas_used for r in getattr(led, "gas_log", []))
+    history = model.dso.brain.admm.history
     return {
         "runtime": "mesa",
         "ledger": model.ledger_kind,
@@ -130,6 +131,9 @@ def day_summary(model: VdgModel, wall_time_s: float) -> dict[str, Any]:
         "v_min_pu": round(state.v_min_pu, 6) if state is not None else None,
         "v_max_pu": round(state.v_max_pu, 6) if state is not None else None,
         "admm_iterations": model.rounds,
+        "admm_converged": bool(history and history[-1].converged),
+        "admm_primal_residual_kw": history[-1].primal_residual_kw if history else None,
+        "admm_gas_used": sum(r.gas_used for r in history),
         "flex_calls": model.flex_calls,
         "flex_kw": round(model.flex_kw, 3),
         "sessions": len(model.sessions),

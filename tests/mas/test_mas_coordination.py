@@ -17,7 +17,7 @@ from mas.brains.coordination import (
 )
 from mas.brains.dso import DsoBrain
 from mas.brains.household import HouseholdBrain
-from mas.errors import ProtocolStateError
+from mas.errors import ProtocolStateError, ScenarioError
 from mas.scenario import Scenario
 from mas.world import SLOTS, World, build_world, household_rng
 
@@ -52,10 +52,11 @@ def _unconstrained_peak_kw(sc: Scenario) -> float:
 
 
 @pytest.mark.slow
-def test_admm_reaches_the_central_optimum_when_the_import_limit_binds() -> None:
+@pytest.mark.parametrize("anderson", [0, 3])
+def test_admm_reaches_the_central_optimum_when_the_import_limit_binds(anderson: int) -> None:
     peak = _unconstrained_peak_kw(SMALL)
     limit = round(0.9 * peak, 3)
-    sc = _with_grid(SMALL, import_limit_kw=limit, max_rounds=100)
+    sc = _with_grid(SMALL, import_limit_kw=limit, max_rounds=100, anderson=anderson)
     _, brains, admm = _admm(sc)
     rounds = run_rounds(admm, lambda h, r: answer_round(brains[h], r))
     assert admm.converged
@@ -133,3 +134,37 @@ def test_the_grid_copy_keeps_import_and_voltages_within_limits() -> None:
 def test_z_is_on_the_contracts_grid() -> None:
     z = np.array([1.5e-6, -1.5e-6, 2.0000000001e-6, 0.3])
     np.testing.assert_array_equal(fixed_kw(z), [1e-6, -1e-6, 2e-6, 0.3])
+
+
+def _targets(requests: dict[str, RoundRequest], ids: tuple[str, ...]) -> np.ndarray:
+    return np.array([requests[h].target_import_kw for h in ids])
+
+
+def test_anderson_sends_extrapolated_targets_on_the_contracts_grid() -> None:
+    sc = _with_grid(SMALL, import_limit_kw=round(0.8 * _unconstrained_peak_kw(SMALL), 3),
+                    anderson=3)
+    world, brains, fast = _admm(sc)
+    plain_brains = _brains(world, sc)
+    # the same grid copy (a second build may order the conic problem differently)
+    plain = ConsensusAdmm(fast.ids, fast.grid, _with_grid(sc, anderson=0).grid, fast.rho)
+    plain.start(ReferenceAggregator())
+    extrapolated = False
+    for _ in range(4):
+        got, want = fast.open_round(), plain.open_round()
+        if fast.round > 0:
+            z = _targets(got, fast.ids)
+            np.testing.assert_array_equal(fixed_kw(z), z)  # the contract's fixed point
+            extrapolated |= not np.array_equal(z, _targets(want, plain.ids))
+        for h in fast.ids:
+            fast.submit(h, fast.round, answer_round(brains[h], got[h]))
+            plain.submit(h, plain.round, answer_round(plain_brains[h], want[h]))
+        fast.close_round()
+        plain.close_round()
+        if fast.round == 0:  # no difference to extrapolate from yet: the plain iterate
+            np.testing.assert_array_equal(fast.z, plain.z)
+    assert extrapolated
+
+
+def test_the_scenario_refuses_a_bad_anderson_memory() -> None:
+    with pytest.raises(ScenarioError, match=r"grid\.anderson .*-1"):
+        _with_grid(SMALL, anderson=-1)

@@ -62,6 +62,11 @@ def test_a_day_is_96_ticks_and_conserves_money_and_energy(mesa_day: VdgModel) ->
                 "wall_time_s"):
         assert key in s
     assert s["v_min_pu"] <= 1.0 + 1e-9 <= s["v_max_pu"] + 1e-6
+    history = mesa_day.dso.brain.admm.history  # the coordination fields SPADE's summary has
+    assert s["admm_iterations"] == len(history) > 0
+    assert s["admm_converged"] is history[-1].converged
+    assert s["admm_primal_residual_kw"] == history[-1].primal_residual_kw
+    assert s["admm_gas_used"] == 0  # the in-memory ledger's aggregator step is off chain
 
 
 def test_data_collector_follows_the_calendar(mesa_day: VdgModel) -> None:
