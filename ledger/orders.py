@@ -12,15 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from eth_utils import keccak, to_canonical_address
+from eth_utils import to_canonical_address
+from sha3 import keccak_256  # safe-pysha3: C Keccak, ~5x eth-hash's backend on 100 bytes
 
 from ledger.errors import FixedPointError, ProtocolError
 from ledger.fixedpoint import INT32_MAX, kwh_to_wh, price_to_micro
-
-try:  # safe-pysha3's C Keccak, ~5x eth-hash's pycryptodome backend on a commitment's 100 bytes
-    from sha3 import keccak_256 as _keccak_c
-except ImportError:  # the same digest through eth-utils
-    _keccak_c = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,17 +119,12 @@ def _address_bytes(household: str) -> bytes:
     return to_canonical_address(household)
 
 
-def _keccak256(data: bytes) -> bytes:
-    if _keccak_c is None:
-        return keccak(data)
-    return _keccak_c(data).digest()
-
-
 def commitment(session: int, household: str, encoded: bytes, salt: bytes) -> bytes:
     """``keccak256(abi.encodePacked(session, household, orders, salt))`` as the contract checks."""
     if len(salt) != 32:
         raise ProtocolError("salt must be 32 bytes")
-    return _keccak256(session.to_bytes(32, "big") + _address_bytes(household) + encoded + salt)
+    return keccak_256(session.to_bytes(32, "big") + _address_bytes(household) + encoded
+                      + salt).digest()
 
 
 def sort_book(vectors: Sequence[OrderVector], n_slots: int) -> bytes:

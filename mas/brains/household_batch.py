@@ -105,7 +105,7 @@ class HouseholdBatch:
                                 .reshape(n, SLOTS) * MICRO_EUR_PER_EUR).astype(np.int64)
         self.sell_ueur = np.rint(np.array([b._sell_limit for b in self.brains], dtype=float)
                                  .reshape(n, SLOTS) * MICRO_EUR_PER_EUR).astype(np.int64)
-        self._plan_cache: tuple[list[Plan], tuple[np.ndarray, ...]] | None = None
+        self._plan_cache: tuple[list[Plan], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     # ------------------------------------------------------------------------ state
     def _plans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,8 +117,9 @@ class HouseholdBatch:
         cached = self._plan_cache
         if cached is None or any(a is not b for a, b in zip(cached[0], plans, strict=True)):
             n = len(plans)
-            stacked = tuple(np.array([getattr(p, f) for p in plans], dtype=float)
+            net, bat, ev = (np.array([getattr(p, f) for p in plans], dtype=float)
                             .reshape(n, SLOTS) for f in ("net_export_kw", "battery_kw", "ev_kw"))
+            stacked = (net, bat, ev)
             cached = self._plan_cache = (plans, stacked)
         return cached[1]
 
@@ -130,7 +131,7 @@ class HouseholdBatch:
 
     def _simulate_slot(self, soc: np.ndarray, soc_np: np.ndarray, load: np.ndarray,
                        pv: np.ndarray, forecast: bool, bat_kw: np.ndarray, ev_kw: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`HouseholdBrain._simulate_slot` of one slot for every household.
 
         ``bat_kw`` is the setpoint (plan plus flexibility, a numpy float in the brain);

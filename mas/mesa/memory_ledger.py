@@ -380,7 +380,7 @@ class MemoryLedger:
         attested = self._attested
         for h, row in zip(cl.households, cl.cleared_wh, strict=True):
             escrow = s.escrow[h]
-            meter = self._meters.get(h)
+            meter = self._meters.get(h, "")  # no meter: nothing attested
             debit = gain = 0
             for t, c in enumerate(row):
                 if c > 0:
