@@ -434,12 +434,11 @@ class ConsensusAdmm:
         self._fresh = {}
         self.p = None
         self._lam_sent, self._mu_sent = self.lam.copy(), self.mu.copy()
-        out = {}
-        for k, h in enumerate(self.ids):
-            target = None if self.z is None else tuple(float(v) for v in self.z[k])
-            out[h] = RoundRequest(self.round, tuple(float(v) for v in np.round(self.lam[k], 9)),
-                                  target, self.rho)
-        return out
+        lam = np.round(self.lam, 9).tolist()  # Python floats, as the messages carry them
+        z = None if self.z is None else self.z.tolist()
+        return {h: RoundRequest(self.round, tuple(lam[k]), None if z is None else tuple(z[k]),
+                                self.rho)
+                for k, h in enumerate(self.ids)}
 
     def submit(self, household: str, round_: int, net_import_kw: Sequence[float]) -> bool:
         """Record a household's answer; returns False for a duplicate (ignored).
@@ -493,26 +492,26 @@ class ConsensusAdmm:
         p = self.grid_step()
         z_prev = self._z_now()
         stale = tuple(h for h in self.ids if h not in self._fresh and h in self.x)
-        xs = {**{h: self.x[h] for h in stale}, **self._fresh}
+        xs = {**{h: self.x[h] for h in stale}, **self._fresh}  # stale first, then the answers
+        sub = np.array([self.index[h] for h in xs], dtype=int)
+        x_rows = (np.array(list(xs.values()), dtype=float) if xs
+                  else np.zeros((0, self.periods)))
         a = self.spec.alpha
-        xh = {h: _round_kw(a * x + (1 - a) * z_prev[self.index[h]]) for h, x in xs.items()}
+        xh = _round_kw(a * x_rows + (1 - a) * z_prev[sub])  # row j: household sub[j]
         ph = _round_kw(a * p + (1 - a) * z_prev)
         agg = self.aggregator
         agg.open_round(self.round, 3600.0)
-        for k, h in enumerate(self.ids):
-            if h in xh:
-                agg.submit(k, xh[h].tolist())
+        rows = xh.tolist()
+        for j in np.argsort(sub, kind="stable").tolist():  # in node order
+            agg.submit(int(sub[j]), rows[j])
         agg.submit(self.n, ph.reshape(-1).tolist())
         res = agg.close_round(self.rho)
         z = fixed_kw(np.asarray(res.z, dtype=float)).reshape(self.n, self.periods)
-        for h, x in xh.items():
-            k = self.index[h]
-            self.lam[k] += self.rho * (x - z[k])
+        self.lam[sub] += self.rho * (xh - z[sub])
         self.mu += self.rho * (ph - z)
         self.x.update(self._fresh)
         n_copies = self.n * self.periods + len(xs) * self.periods
-        sub = np.array([self.index[h] for h in xs], dtype=int)
-        x_norm = math.sqrt(float(np.sum(ph**2)) + sum(float(np.sum(x**2)) for x in xh.values()))
+        x_norm = math.sqrt(float(np.sum(ph**2)) + sum(np.sum(xh**2, axis=1).tolist()))
         z_norm = math.sqrt(float(np.sum(z**2)) + float(np.sum(z[sub] ** 2)))
         y_norm = math.sqrt(float(np.sum(self.mu**2)) + float(np.sum(self.lam[sub] ** 2)))
         sq_p = math.sqrt(n_copies) * self.spec.eps_abs_kw
@@ -526,7 +525,7 @@ class ConsensusAdmm:
             # the aggregator's z_prev is 0 before round 0 (ours is x⁰) and its own average
             # under acceleration (ours is the extrapolated z sent with the round)
             dual = math.sqrt(float(np.sum(count[:, None] * (z - z_prev) ** 2)))
-        gap = max((float(np.max(np.abs(xs[h] - p[self.index[h]]))) for h in xs), default=0.0)
+        gap = float(np.max(np.abs(x_rows - p[sub]))) if xs else 0.0
         self.converged = primal <= eps_pri and dual <= eps_dual
         out = RoundOutcome(self.round, round(primal, 6), round(dual, 6), round(eps_pri, 6),
                            round(eps_dual, 6), round(gap, 6), self.converged, len(self._fresh),
