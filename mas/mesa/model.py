@@ -24,9 +24,11 @@ same book. Every loop runs in rank order, so nothing depends on Mesa's agent ord
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -264,6 +266,31 @@ class SessionRecord:
     gains_nano: int = 0
 
 
+GC_YOUNG_THRESHOLD = 100_000
+"""Allocations between collections of the youngest generation during a tick (CPython: 700).
+
+A population's tick allocates millions of short-lived arrays, tuples and floats that reference
+counting frees; with the default threshold the collector ran about 7,500 times in a
+10,000-household day and took 8.8 s of its 62 s (0.8 s and 50 s with this threshold; same
+results). Cyclic garbage waits at most this many allocations longer.
+"""
+
+
+@contextlib.contextmanager
+def young_collections_every(threshold: int) -> Iterator[None]:
+    """Collect the youngest generation after at least ``threshold`` allocations in the block.
+
+    Never lowers the process's setting; restores all three thresholds afterwards, also when
+    the block raises.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(max(threshold, before[0]), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def tree_layout(graph: nx.DiGraph, root: object) -> dict[object, tuple[float, float]]:
     """Positions of a radial feeder as a tree hanging from the substation.
 
@@ -452,6 +479,10 @@ class VdgModel(Model):
         """One quarter-hour tick: whatever the market calendar has due, then the reporters."""
         if not self.running:
             return
+        with young_collections_every(GC_YOUNG_THRESHOLD):
+            self._tick()
+
+    def _tick(self) -> None:
         self.tick += 1
         t, quarter = divmod(self.tick, TICKS_PER_SLOT)
         clock = time.perf_counter

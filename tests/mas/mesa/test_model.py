@@ -8,6 +8,7 @@ shuffled order, on the embedded EVM. The Mesa model must settle the same trades 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from typing import Any
 
@@ -25,7 +26,13 @@ from mas.brains.dso import DsoBrain
 from mas.brains.household import HouseholdBrain
 from mas.errors import ScenarioError
 from mas.mesa.errors import ModelParameterError
-from mas.mesa.model import TICKS_PER_DAY, VdgModel, tree_layout
+from mas.mesa.model import (
+    GC_YOUNG_THRESHOLD,
+    TICKS_PER_DAY,
+    VdgModel,
+    tree_layout,
+    young_collections_every,
+)
 from mas.mesa.params import population_world, scenario_with
 from mas.mesa.summary import DaySettlement, day_settlement
 from mas.mesa.viz import VizModel, initial_values, model_params
@@ -89,6 +96,22 @@ def test_households_sit_on_their_bus_in_the_network_space(mesa_day: VdgModel) ->
     for h in mesa_day.households:
         assert h.cell.coordinate == h.spec.bus
         assert h in h.cell.agents
+
+
+def test_a_tick_collects_young_objects_less_often_and_restores_the_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    before = gc.get_threshold()
+    model = VdgModel(SMALL)
+    seen: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(model, "_tick", lambda: seen.append(gc.get_threshold()))
+    model.step()
+    assert seen == [(max(GC_YOUNG_THRESHOLD, before[0]), *before[1:])]
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), young_collections_every(10**6):  # restored on errors
+        raise RuntimeError
+    assert gc.get_threshold() == before
+    with young_collections_every(1):  # never lowered
+        assert gc.get_threshold() == before
 
 
 def test_tree_layout_hangs_from_the_substation() -> None:
