@@ -43,6 +43,10 @@ SEGMENT = 64
 """Coupling values per close page (a node larger than this gets a page of its own)."""
 PAGE_GLOBALS = 2_000
 """Global variables per finalise page."""
+MAX_GLOBAL = 2**32
+"""Global variables the contract holds at most (``uint32`` indices in its copy map)."""
+MAX_NODES = 65_535
+"""Nodes the contract holds at most (``uint16`` node numbers in its ``missing`` lists)."""
 
 # Gas of the paged transactions, upper bounds from their storage work: a copy costs a cold
 # load and a store of its global's word (22,100 the first time the word is written, 5,000
@@ -170,9 +174,13 @@ class ContractAdmm:
 
     def setup(self, n_global: int, copies: Sequence[Sequence[int]]) -> None:
         """Deploy a coordinator for this problem and register one account per node."""
-        if not 0 < n_global <= 65536:
+        if not 0 < n_global <= MAX_GLOBAL:
             raise ProtocolError(
-                f"n_global={n_global}: the contract holds 1..65536 global variables"
+                f"n_global={n_global}: the contract holds 1..{MAX_GLOBAL:,} global variables"
+            )
+        if not 0 < len(copies) <= MAX_NODES:
+            raise ProtocolError(
+                f"{len(copies)} nodes (copies): the contract holds 1..{MAX_NODES:,} nodes"
             )
         counts = [len(c) for c in copies]
         flat = [int(g) for c in copies for g in c]
@@ -189,7 +197,7 @@ class ContractAdmm:
             if self._paged_choice is None
             else self._paged_choice
         )
-        blob_bytes = 4 * len(counts) + 2 * len(flat)
+        blob_bytes = 4 * len(counts) + 4 * len(flat)
         setup_gas = (
             _GAS_SETUP
             + _GAS_SETUP_PER_NODE * len(counts)
@@ -204,7 +212,7 @@ class ContractAdmm:
             [
                 n_global,
                 counts,
-                np.asarray(flat, dtype=">u2").tobytes(),
+                np.asarray(flat, dtype=">u4").tobytes(),
                 [a.address for a in self._nodes],
                 self.paged,
             ],
@@ -212,7 +220,8 @@ class ContractAdmm:
             setup_gas,
         )
         self._n_global = n_global
-        self._z_prev = np.zeros(n_global, dtype=np.int64)
+        # the previous z goes back in calldata only to a one-transaction close
+        self._z_prev = np.zeros(0 if self.paged else n_global, dtype=np.int64)
         self._round = 0
         if not self.paged:
             self._check_gas("closeRound", f"{len(counts)} nodes", self._one_tx_gas)
