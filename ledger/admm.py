@@ -319,27 +319,24 @@ class ContractAdmm:
         )
 
     def _close_paged(self, eps: tuple[int, int, int]) -> list[Any]:
-        receipts = []
+        """Send the close and finalise pages together; their receipts in page order.
+
+        They are signed in order by one sender, so their nonces keep that order however the
+        node mines them.
+        """
+        c = self.contract
+        items = []
         for page in self._pages:
             xs = b"".join(self._x[k][8 * j : 8 * (j + m)] for k, j, m in page if k in self._x)
-            receipts.append(
-                self._chain.transact(
-                    self.contract,
-                    "closePage",
-                    [xs, sum(m for *_, m in page)],
-                    self._aggregator,
-                    self._close_gas(page),
-                )
-            )
+            data = c.encode_abi("closePage", args=[xs, sum(m for *_, m in page)])
+            items.append((self._aggregator, {"to": c.address, "data": data,
+                                             "gas": self._close_gas(page)},
+                          "AdmmCoordinator.closePage"))
         for g0 in range(0, self._n_global, self._page_globals):
             count = min(self._page_globals, self._n_global - g0)
-            receipts.append(
-                self._chain.transact(
-                    self.contract,
-                    "finalisePage",
-                    [count, *eps],
-                    self._aggregator,
-                    _GAS_BASE + _GAS_PER_GLOBAL * count,
-                )
-            )
-        return receipts
+            data = c.encode_abi("finalisePage", args=[count, *eps])
+            items.append((self._aggregator, {"to": c.address, "data": data,
+                                             "gas": _GAS_BASE + _GAS_PER_GLOBAL * count},
+                          "AdmmCoordinator.finalisePage"))
+        records = self._chain.send_batch(items)
+        return [self._chain.w3.eth.get_transaction_receipt(r.tx_hash) for r in records]
