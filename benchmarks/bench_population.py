@@ -46,10 +46,11 @@ GOAL_S = 60.0
 PHASES = ("setup_s", "plan_s", "day-ahead_s", "intraday_s", "real-time_s", "delivery_s",
           "collect_s")
 LEDGERS = ("memory", "anvil", "evm")
-BLOCK_GAS = 1_000_000_000
+BLOCK_GAS = 6_000_000_000
 """anvil's block gas limit in the bench, and the gas of its clear and settle transactions (a
-transaction's gas limit times its fee cap must stay below the sender's 10 ETH of gas money); the
-node runs with a base fee of 0, so no fee cap falls behind a rising base fee."""
+transaction's gas limit times its fee cap, 1 gwei at base fee 0, must stay below the sender's
+10 ETH of gas money). 10,000 households need more than 10⁹: the ``AdmmCoordinator`` setup
+(10,001 nodes, 480,000 copies) and a session's clear and settle over every participant."""
 
 
 def _scenario(n: int, max_rounds: int | None = None) -> Any:

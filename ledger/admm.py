@@ -189,7 +189,8 @@ class ContractAdmm:
         self._contract = self._chain.deploy(
             "AdmmCoordinator", self._aggregator, self._ledger.c["registry"].address
         )
-        self._nodes = [self._chain.new_account() for _ in copies]
+        self._nodes = [self._chain.new_account(fund=False) for _ in copies]
+        self._chain.fund([a.address for a in self._nodes])
         self._gas_cap = int(self._chain.w3.eth.get_block("latest")["gasLimit"])
         self._one_tx_gas = one_tx_close_gas(n_global, counts)
         self.paged = (

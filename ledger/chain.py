@@ -274,12 +274,29 @@ class Chain:
                 self._send_raw(funder, {"to": a, "value": wei, "gas": 21_000}, "fund")
             return
         source = self._retry(lambda: self.w3.eth.accounts)[0]
-        hashes = []
-        for a in addresses:
-            tx = cast(TxParams, {"from": source, "to": to_checksum_address(a), "value": wei})
-            hashes.append(self._retry(partial(self.w3.eth.send_transaction, tx)))
-        for h in hashes:
-            self._receipt(h)
+        if self.embedded:
+            hashes = []
+            for a in addresses:
+                tx = cast(TxParams, {"from": source, "to": to_checksum_address(a), "value": wei})
+                hashes.append(self._retry(partial(self.w3.eth.send_transaction, tx)))
+            for h in hashes:
+                self._receipt(h)
+            return
+        # on a node: one batch request, mined together (the node signs for its own account;
+        # the nonces are given, as the node may take a batch's requests in any order)
+        provider = cast(Any, self.w3.provider)
+        first = self.pending_nonce(source)
+        calls = [(RPCEndpoint("eth_sendTransaction"),
+                  [{"from": source, "to": to_checksum_address(a), "value": hex(wei),
+                    "gas": hex(21_000), "nonce": hex(first + i)}])
+                 for i, a in enumerate(addresses)]
+        with self._mining_paused(provider):
+            responses = self._retry(partial(provider.make_batch_request, calls)) if calls else []
+        errors = [r["error"] for r in responses if "error" in r]
+        if errors:
+            raise LedgerError(f"funding {len(errors)} of {len(calls)} accounts failed: "
+                              f"{errors[0]}")
+        self._batch_receipts(provider, [r["result"] for r in responses])
 
     # ------------------------------------------------------------------------ time
 
