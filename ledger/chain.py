@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GAS_LIMIT = 15_000_000
 FUND_WEI = 10**19  # 10 ether per account: gas on a private chain
+POOL_CHUNK = 256
+"""Transactions sent and mined together at most (:meth:`Chain.send_batch`, :meth:`Chain.fund`):
+anvil's pool takes a sender's chain of pending transactions in time quadratic in its length
+(funding 2,000 accounts in one go took 5.6 s, 4,000 took 25 s; 500, 0.6 s)."""
 _TRANSIENT = (ConnectionError, TimeoutError, OSError)
 
 
@@ -285,8 +289,15 @@ class Chain:
             for h in hashes:
                 self._receipt(h)
             return
-        # on a node: one batch request, mined together (the node signs for its own account;
-        # the nonces are given, as the node may take a batch's requests in any order)
+        for i in range(0, len(addresses), POOL_CHUNK):
+            self._fund_on_node(source, addresses[i : i + POOL_CHUNK], wei)
+
+    def _fund_on_node(self, source: str, addresses: Sequence[str], wei: int) -> None:
+        """Transfers in one batch request, mined together.
+
+        The node signs for its own account; the nonces are given, as the node may take a
+        batch's requests in any order.
+        """
         provider = cast(Any, self.w3.provider)
         first = self.pending_nonce(source)
         calls = [(RPCEndpoint("eth_sendTransaction"),
@@ -415,6 +426,12 @@ class Chain:
                 h = self._retry(partial(self.w3.eth.send_raw_transaction, x.signed.raw_transaction))
                 self._finish(h, x.tx, x.acct, x.label)
             return self.gas_log[len(self.gas_log) - len(signed) :]
+        out: list[GasRecord] = []
+        for first in range(0, len(signed), POOL_CHUNK):
+            out += self._send_chunk(signed[first : first + POOL_CHUNK], ordered)
+        return out
+
+    def _send_chunk(self, signed: Sequence[SignedTx], ordered: bool) -> list[GasRecord]:
         provider = cast(Any, self.w3.provider)
         calls = [
             (RPCEndpoint("eth_sendRawTransaction"), ["0x" + s.signed.raw_transaction.hex()])
