@@ -49,7 +49,7 @@ GOAL_S = 60.0
 PHASES = ("setup_s", "plan_s", "day-ahead_s", "intraday_s", "real-time_s", "delivery_s",
           "collect_s")
 LEDGERS = ("memory", "anvil", "evm")
-BLOCK_GAS = 6_000_000_000
+BLOCK_GAS = 8_000_000_000
 """anvil's block gas limit in the bench, and the gas of its clear and settle transactions (a
 transaction's gas limit times its fee cap, 1 gwei at base fee 0, must stay below the sender's
 10 ETH of gas money). 10,000 households need more than 10⁹: the ``AdmmCoordinator`` setup

@@ -476,6 +476,7 @@ class Chain:
         receipts: list[Any] = [None] * len(hashes)
         pending = list(range(len(hashes)))
         still_before: list[int] = []
+        stuck = 0
         wait_s = self.config.timeout_s + 0.1 * len(hashes)
         deadline = time.monotonic() + wait_s
         while pending:
@@ -495,9 +496,24 @@ class Chain:
             if pending:
                 time.sleep(0.05)
                 if len(pending) == len(still_before) and self._nudge_mining(provider):
+                    stuck += 1
+                    if stuck >= 3 and self._pool_empty(provider):
+                        raise LedgerError(
+                            f"{len(pending)} of {len(hashes)} transactions are neither mined nor "
+                            f"in the node's pool (dropped by the node), e.g. {hashes[pending[0]]}"
+                        )
                     continue
+            stuck = 0
             still_before = pending
         return receipts
+
+    def _pool_empty(self, provider: Any) -> bool:
+        """True when a development node reports no pending or queued transaction."""
+        status = provider.make_request(RPCEndpoint("txpool_status"), [])
+        result = status.get("result")
+        if not isinstance(result, dict):
+            return False
+        return all(int(str(result.get(k, "0x0")), 16) == 0 for k in ("pending", "queued"))
 
     @contextmanager
     def _mining_paused(self, provider: Any) -> Iterator[None]:
