@@ -43,6 +43,10 @@ SEGMENT = 64
 """Coupling values per close page (a node larger than this gets a page of its own)."""
 PAGE_GLOBALS = 2_000
 """Global variables per finalise page."""
+MAX_GLOBAL = 2**32
+"""Global variables the contract holds at most (``uint32`` indices in its copy map)."""
+MAX_NODES = 65_535
+"""Nodes the contract holds at most (``uint16`` node numbers in its ``missing`` lists)."""
 
 # Gas of the paged transactions, upper bounds from their storage work: a copy costs a cold
 # load and a store of its global's word (22,100 the first time the word is written, 5,000
@@ -170,9 +174,13 @@ class ContractAdmm:
 
     def setup(self, n_global: int, copies: Sequence[Sequence[int]]) -> None:
         """Deploy a coordinator for this problem and register one account per node."""
-        if not 0 < n_global <= 65536:
+        if not 0 < n_global <= MAX_GLOBAL:
             raise ProtocolError(
-                f"n_global={n_global}: the contract holds 1..65536 global variables"
+                f"n_global={n_global}: the contract holds 1..{MAX_GLOBAL:,} global variables"
+            )
+        if not 0 < len(copies) <= MAX_NODES:
+            raise ProtocolError(
+                f"{len(copies)} nodes (copies): the contract holds 1..{MAX_NODES:,} nodes"
             )
         counts = [len(c) for c in copies]
         flat = [int(g) for c in copies for g in c]
@@ -181,7 +189,8 @@ class ContractAdmm:
         self._contract = self._chain.deploy(
             "AdmmCoordinator", self._aggregator, self._ledger.c["registry"].address
         )
-        self._nodes = [self._chain.new_account() for _ in copies]
+        self._nodes = [self._chain.new_account(fund=False) for _ in copies]
+        self._chain.fund([a.address for a in self._nodes])
         self._gas_cap = int(self._chain.w3.eth.get_block("latest")["gasLimit"])
         self._one_tx_gas = one_tx_close_gas(n_global, counts)
         self.paged = (
@@ -189,7 +198,7 @@ class ContractAdmm:
             if self._paged_choice is None
             else self._paged_choice
         )
-        blob_bytes = 4 * len(counts) + 2 * len(flat)
+        blob_bytes = 4 * len(counts) + 4 * len(flat)
         setup_gas = (
             _GAS_SETUP
             + _GAS_SETUP_PER_NODE * len(counts)
@@ -204,7 +213,7 @@ class ContractAdmm:
             [
                 n_global,
                 counts,
-                np.asarray(flat, dtype=">u2").tobytes(),
+                np.asarray(flat, dtype=">u4").tobytes(),
                 [a.address for a in self._nodes],
                 self.paged,
             ],
@@ -212,7 +221,8 @@ class ContractAdmm:
             setup_gas,
         )
         self._n_global = n_global
-        self._z_prev = np.zeros(n_global, dtype=np.int64)
+        # the previous z goes back in calldata only to a one-transaction close
+        self._z_prev = np.zeros(0 if self.paged else n_global, dtype=np.int64)
         self._round = 0
         if not self.paged:
             self._check_gas("closeRound", f"{len(counts)} nodes", self._one_tx_gas)
@@ -310,27 +320,24 @@ class ContractAdmm:
         )
 
     def _close_paged(self, eps: tuple[int, int, int]) -> list[Any]:
-        receipts = []
+        """Send the close and finalise pages together; their receipts in page order.
+
+        They are signed in order by one sender, so their nonces keep that order however the
+        node mines them.
+        """
+        c = self.contract
+        items = []
         for page in self._pages:
             xs = b"".join(self._x[k][8 * j : 8 * (j + m)] for k, j, m in page if k in self._x)
-            receipts.append(
-                self._chain.transact(
-                    self.contract,
-                    "closePage",
-                    [xs, sum(m for *_, m in page)],
-                    self._aggregator,
-                    self._close_gas(page),
-                )
-            )
+            data = c.encode_abi("closePage", args=[xs, sum(m for *_, m in page)])
+            items.append((self._aggregator, {"to": c.address, "data": data,
+                                             "gas": self._close_gas(page)},
+                          "AdmmCoordinator.closePage"))
         for g0 in range(0, self._n_global, self._page_globals):
             count = min(self._page_globals, self._n_global - g0)
-            receipts.append(
-                self._chain.transact(
-                    self.contract,
-                    "finalisePage",
-                    [count, *eps],
-                    self._aggregator,
-                    _GAS_BASE + _GAS_PER_GLOBAL * count,
-                )
-            )
-        return receipts
+            data = c.encode_abi("finalisePage", args=[count, *eps])
+            items.append((self._aggregator, {"to": c.address, "data": data,
+                                             "gas": _GAS_BASE + _GAS_PER_GLOBAL * count},
+                          "AdmmCoordinator.finalisePage"))
+        records = self._chain.send_batch(items)
+        return [self._chain.w3.eth.get_transaction_receipt(r.tx_hash) for r in records]

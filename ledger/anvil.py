@@ -11,6 +11,7 @@ import logging
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -66,13 +67,23 @@ class AnvilNode:
             transactions in the pool.
         prune_history: keep at most this many past states, in memory (anvil's
             ``--prune-history``); by default anvil keeps every block's state and writes the
-            older ones to ``~/.foundry/anvil/tmp``, gigabytes for a long run with large
-            storage, left behind when the node is killed.
+            older ones to disk, gigabytes for a long run with large storage.
+        order: how anvil orders the transactions of a block: ``"fifo"`` (default) by arrival,
+            which keeps the order in which a batch of several senders' transactions was sent
+            when they are mined together (:meth:`ledger.chain.Chain.send_batch`);
+            ``"fees"`` by priority fee.
+
+    The node writes the states it does not keep in memory to a private directory (anvil's
+    ``--cache-path``; by default it is ``~/.foundry/anvil/tmp``, left behind when the node
+    is killed), removed when the node stops.
     """
 
     def __init__(self, block_gas_limit: int = 30_000_000, startup_timeout_s: float = 20.0,
                  *, automine: bool = True, base_fee_wei: int | None = None,
-                 prune_history: int | None = None) -> None:
+                 prune_history: int | None = None, order: str = "fifo") -> None:
+        if order not in ("fifo", "fees"):
+            raise ValueError(f"order must be 'fifo' or 'fees', got {order!r}")
+        self.order = order
         self.block_gas_limit = block_gas_limit
         self.prune_history = prune_history
         self.base_fee_wei = base_fee_wei
@@ -80,6 +91,7 @@ class AnvilNode:
         self.startup_timeout_s = startup_timeout_s
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._cache_dir: str | None = None
 
     @property
     def url(self) -> str:
@@ -92,12 +104,16 @@ class AnvilNode:
         if binary.parent.name == ".bin" and shutil.which("node") is None:
             raise ChainUnavailableError(f"node is needed to run {binary}")
         self.port = _free_port()
+        self._cache_dir = tempfile.mkdtemp(prefix="vdg-anvil-")
         cmd = [
             str(binary),
             "--port", str(self.port),
             "--hardfork", "prague",
             "--gas-limit", str(self.block_gas_limit),
             "--balance", "10000000",
+            "--order", self.order,
+            "--no-request-size-limit",
+            "--cache-path", self._cache_dir,
             "--silent",
         ]  # fmt: skip
         if not self.automine:
@@ -111,6 +127,7 @@ class AnvilNode:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                self._remove_cache()
                 raise ChainUnavailableError(f"anvil exited with {self._proc.returncode}: {err}")
             if self._answers():
                 logger.info("anvil %s started (pid %d)", self.url, self._proc.pid)
@@ -134,8 +151,9 @@ class AnvilNode:
             return False
 
     def stop(self) -> None:
-        """Stop the node (terminate, then kill after 5 s)."""
+        """Stop the node (terminate, then kill after 5 s) and remove its state directory."""
         if self._proc is None:
+            self._remove_cache()
             return
         self._proc.terminate()
         try:
@@ -147,6 +165,17 @@ class AnvilNode:
             self._proc.stderr.close()
         logger.info("anvil %s stopped", self.url)
         self._proc = None
+        self._remove_cache()
+
+    def _remove_cache(self) -> None:
+        if self._cache_dir is not None:
+            shutil.rmtree(self._cache_dir, ignore_errors=True)
+            self._cache_dir = None
+
+    @property
+    def cache_dir(self) -> str | None:
+        """The directory where the running node writes the states it does not keep in memory."""
+        return self._cache_dir
 
     def __enter__(self) -> AnvilNode:
         return self.start()

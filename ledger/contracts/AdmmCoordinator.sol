@@ -31,6 +31,8 @@ contract AdmmCoordinator {
     uint256 private constant CHUNK = 24000;
     /// @dev values per segment of a submission's hash chain
     uint256 public constant SEGMENT = 64;
+    /// @dev global variables at most: uint32 indices in the copy map
+    uint256 public constant MAX_GLOBAL = 1 << 32;
     /// @dev storage slot of global g's word is ACC_BASE + g: sum int128 | z int64 | tag uint16 (round + 1,
     /// wrapping: every global with copies is written each round) | submitted uint24 | all uint24
     uint256 private constant ACC_BASE = 0x100000000000000000000000000000000; // 2^128
@@ -40,7 +42,7 @@ contract AdmmCoordinator {
     uint256 public nGlobal;
     uint256 public nNodes;
     uint256 public nCopies;
-    /// @dev code-stored chunks of the copy map: per node uint32 offset, then uint16 per copy
+    /// @dev code-stored chunks of the copy map: per node uint32 offset, then uint32 per copy
     address[] private mapChunks;
     /// @dev account -> (node + 1) << 64 | offset << 32 | count
     mapping(address => uint256) public nodeWordOf;
@@ -104,9 +106,9 @@ contract AdmmCoordinator {
         registry = registry_;
     }
 
-    /// @param nGlobal_ number of global variables (at most 65,536).
+    /// @param nGlobal_ number of global variables (at most MAX_GLOBAL).
     /// @param counts number of coupling entries of each node.
-    /// @param map uint16 global index of every copy, nodes in order.
+    /// @param map uint32 global index of every copy, nodes in order (big-endian).
     /// @param accounts the account each node submits from.
     /// @param paged_ close rounds in pages (closePage, finalisePage) instead of one closeRound.
     function setup(
@@ -119,7 +121,7 @@ contract AdmmCoordinator {
         require(nNodes == 0, AlreadySetUp());
         uint256 n = counts.length;
         require(
-            n > 0 && n < 65536 && n == accounts.length && nGlobal_ > 0 && nGlobal_ <= 65536
+            n > 0 && n < 65536 && n == accounts.length && nGlobal_ > 0 && nGlobal_ <= MAX_GLOBAL
                 && map.length < 2 << 24 && map.length > 0,
             BadSetup()
         );
@@ -136,11 +138,11 @@ contract AdmmCoordinator {
             }
             off += counts[k];
         }
-        require(map.length == 2 * off, BadLength());
+        require(map.length == 4 * off, BadLength());
         for (uint256 c = 0; c < off; ++c) {
             uint256 g;
             assembly ("memory-safe") {
-                g := shr(240, calldataload(add(map.offset, mul(c, 2))))
+                g := shr(224, calldataload(add(map.offset, mul(c, 4))))
             }
             require(g < nGlobal_, BadSetup());
         }
@@ -258,9 +260,9 @@ contract AdmmCoordinator {
                     let xp := add(xs.offset, pos)
                     for { let end := add(xp, len) } lt(xp, end) {
                         xp := add(xp, 8)
-                        mp := add(mp, 2)
+                        mp := add(mp, 4)
                     } {
-                        let sp := add(acc, shl(5, shr(240, mload(mp))))
+                        let sp := add(acc, shl(5, shr(224, mload(mp))))
                         let v := signextend(7, shr(192, calldataload(xp)))
                         mstore(sp, add(mload(sp), add(shl(64, v), 0x100000001)))
                     }
@@ -269,8 +271,8 @@ contract AdmmCoordinator {
             } else {
                 missing = abi.encodePacked(missing, uint16(k));
                 assembly ("memory-safe") {
-                    for { let end := add(mp, mul(cnt, 2)) } lt(mp, end) { mp := add(mp, 2) } {
-                        let sp := add(acc, shl(5, shr(240, mload(mp))))
+                    for { let end := add(mp, mul(cnt, 4)) } lt(mp, end) { mp := add(mp, 4) } {
+                        let sp := add(acc, shl(5, shr(224, mload(mp))))
                         mstore(sp, add(mload(sp), 1))
                     }
                 }
@@ -330,9 +332,9 @@ contract AdmmCoordinator {
                     let xp := add(xs.offset, pos)
                     for { let end := add(xp, mul(cnt, 8)) } lt(xp, end) {
                         xp := add(xp, 8)
-                        mp := add(mp, 2)
+                        mp := add(mp, 4)
                     } {
-                        let d := sub(signextend(7, shr(192, calldataload(xp))), mload(add(zs, shl(5, shr(240, mload(mp))))))
+                        let d := sub(signextend(7, shr(192, calldataload(xp))), mload(add(zs, shl(5, shr(224, mload(mp))))))
                         pSq := add(pSq, mul(d, d))
                     }
                 }
@@ -344,7 +346,7 @@ contract AdmmCoordinator {
 
     function _mapAt(bytes memory blob, uint256 nn, uint256 c0) private pure returns (uint256 ptr) {
         assembly ("memory-safe") {
-            ptr := add(add(add(blob, 32), mul(nn, 4)), mul(c0, 2))
+            ptr := add(add(add(blob, 32), mul(nn, 4)), mul(c0, 4))
         }
     }
 
@@ -373,7 +375,7 @@ contract AdmmCoordinator {
         require(paged, WrongMode(paged));
         require(count > 0 && cEnd <= total, BadPage(c, count));
         closing = true;
-        bytes memory map = _loadRange(4 * nn + 2 * c, 2 * count);
+        bytes memory map = _loadRange(4 * nn + 4 * c, 4 * count);
         uint256 mp;
         assembly ("memory-safe") {
             mp := add(map, 32)
@@ -431,8 +433,8 @@ contract AdmmCoordinator {
     {
         uint256 t16 = (uint256(r) + 1) & 0xffff;
         assembly ("memory-safe") {
-            for { let end := add(mp, mul(m, 2)) } lt(mp, end) { mp := add(mp, 2) } {
-                let slot := add(ACC_BASE, shr(240, mload(mp)))
+            for { let end := add(mp, mul(m, 4)) } lt(mp, end) { mp := add(mp, 4) } {
+                let slot := add(ACC_BASE, shr(224, mload(mp)))
                 let a := sload(slot)
                 if iszero(eq(and(shr(48, a), 0xffff), t16)) {
                     // first copy of g this round: keep z, zero the sums, set the tag
@@ -573,7 +575,7 @@ contract AdmmCoordinator {
     }
 
     function _loadMap() private view returns (bytes memory blob) {
-        uint256 total = 4 * nNodes + 2 * nCopies;
+        uint256 total = 4 * nNodes + 4 * nCopies;
         blob = new bytes(total);
         uint256 nc = mapChunks.length;
         for (uint256 i = 0; i < nc; ++i) {

@@ -94,10 +94,12 @@ class MarketBatch:
     """Sends a session's commits and reveals to a JSON-RPC node without a wait per transaction.
 
     One transaction per participant as :meth:`Web3Ledger.commit` and :meth:`Web3Ledger.reveal`
-    send them (same calldata, sender and salts), all signed first. Commitments go in JSON-RPC
-    batch requests of :data:`TX_BATCH` (their order does not matter); reveals are sent one
-    request after the other in participant order, because the clearing breaks ties by reveal
-    order and a batch request does not keep it, and their receipts are read afterwards. Only for
+    send them (same calldata, sender and salts), all signed first, :data:`TX_BATCH` at a time
+    (:meth:`ledger.chain.Chain.send_batch`: a development node mines each group in as few
+    blocks as its gas limit allows). Commitments go in JSON-RPC batch requests (their order
+    does not matter); reveals are sent one request after the other in participant order,
+    because the clearing breaks ties by reveal order and a batch request does not keep it, and
+    the order they were mined in is checked. Only for
     ledgers on a node: the embedded chain mines one transaction per call anyway, and the
     in-memory ledger has no transactions.
     """
@@ -132,44 +134,16 @@ class MarketBatch:
         for first in range(0, len(items), TX_BATCH):
             self.ledger.chain.send_batch(items[first:first + TX_BATCH])
 
-    def _receipt(self, tx_hash: Any) -> Any:
-        """The receipt of a sent transaction; mines a block when automine left it pending."""
-        from web3.exceptions import TransactionNotFound  # noqa: PLC0415 - web3 only on a chain
-        from web3.types import RPCEndpoint  # noqa: PLC0415
-
-        chain = self.ledger.chain
-        deadline = time.monotonic() + chain.config.timeout_s
-        waited = 0
-        while True:
-            try:
-                return chain.w3.eth.get_transaction_receipt(tx_hash)
-            except TransactionNotFound:
-                if time.monotonic() > deadline:
-                    raise
-            waited += 1
-            time.sleep(0.01)
-            if waited % 20 == 0:  # still pending after 0.2 s: anvil's automine skipped it
-                chain.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
-
     def reveal(self, calls: Sequence[tuple[str, list[Any]]]) -> None:
         """``market.reveal(*args)`` from each ``(household, args)``, mined in this order.
 
         Raises:
             ContractRevert: a transaction reverted (the others are mined).
+            LedgerError: the node mined them out of order.
         """
-        from ledger.chain import GasRecord  # noqa: PLC0415 - web3 only on a chain
-        from ledger.errors import ContractRevert  # noqa: PLC0415
-
-        chain = self.ledger.chain
-        signed = chain.sign_batch(self._items("reveal", calls))
-        hashes = [chain.w3.eth.send_raw_transaction(s.signed.raw_transaction) for s in signed]
-        for s, h in zip(signed, hashes, strict=True):
-            receipt = self._receipt(h)
-            if receipt["status"] != 1:
-                raise ContractRevert(f"{s.label} {h.hex()} reverted in block "
-                                     f"{receipt['blockNumber']}")
-            chain.gas_log.append(GasRecord(s.label, int(receipt["gasUsed"]), h.hex(),
-                                           int(receipt["blockNumber"])))
+        items = self._items("reveal", calls)
+        for first in range(0, len(items), TX_BATCH):
+            self.ledger.chain.send_batch(items[first:first + TX_BATCH], ordered=True)
 
 
 class MarketLedger(Protocol):

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from ledger.admm import (
+    MAX_GLOBAL,
+    MAX_NODES,
     ONE_TX_CLOSE_GAS,
     SEGMENT,
     ContractAdmm,
@@ -15,6 +17,8 @@ from ledger.admm import (
     one_tx_close_gas,
 )
 from ledger.admm_reference import ReferenceAdmm
+from ledger.anvil import AnvilNode
+from ledger.chain import ChainConfig
 from ledger.client import Web3Ledger
 from ledger.errors import ContractRevert, ProtocolError
 
@@ -169,6 +173,60 @@ def test_contract_refuses_a_page_beyond_the_block_gas_limit(led: Web3Ledger) -> 
     ca = ContractAdmm(led, page_globals=65536, paged=True)
     with pytest.raises(ProtocolError, match=r"finalisePage over 65536 global .* block gas"):
         ca.setup(65536, [[0, 1], [65535]])
+
+
+@pytest.mark.chain
+def test_contract_takes_global_indices_up_to_its_limit(led: Web3Ledger) -> None:
+    """The copy map holds 32-bit indices: the last global of the largest setup is accepted."""
+    ca = ContractAdmm(led, paged=True)
+    ca.setup(MAX_GLOBAL, [[0, 65_536], [MAX_GLOBAL - 1]])
+    assert led.chain.call(ca.contract, "nGlobal") == MAX_GLOBAL == 2**32
+    assert led.chain.call(ca.contract, "nCopies") == 3
+
+
+def test_contract_admm_refuses_too_many_globals_or_nodes() -> None:
+    led = Web3Ledger.deploy()
+    mark = len(led.gas_log)
+    ca = ContractAdmm(led)
+    with pytest.raises(ProtocolError, match=r"n_global=4294967297: .* 1\.\.4,294,967,296 global"):
+        ca.setup(MAX_GLOBAL + 1, [[0]])
+    with pytest.raises(ProtocolError, match=r"65536 nodes .* 1\.\.65,535 nodes"):
+        ca.setup(4, [[0]] * (MAX_NODES + 1))
+    with pytest.raises(ProtocolError, match=r"outside \[0, 4\)"):
+        ca.setup(4, [[0], [4]])
+    assert len(led.gas_log) == mark  # refused before anything was deployed
+
+
+@pytest.mark.chain
+def test_contract_agrees_with_the_reference_beyond_16_bit_indices() -> None:
+    """70,000 globals (more than the former 65,536), copies on both sides of 2^16."""
+    rng = np.random.default_rng(5)
+    n_global = 70_000
+    edge = [0, 65_535, 65_536, 65_537, n_global - 1]
+    copies = [edge, rng.integers(60_000, n_global, 40).tolist(), [65_536, 3, 65_536], edge[::-1]]
+    with AnvilNode(block_gas_limit=1_000_000_000) as node:
+        led = Web3Ledger.deploy(ChainConfig(url=node.url, seed=3))
+        ca = ContractAdmm(led, page_copies=16, page_globals=n_global, paged=True)
+        ref = ReferenceAdmm()
+        ca.setup(n_global, copies)
+        ref.setup(n_global, copies)
+        for r in range(2):
+            ca.open_round(r, 600)
+            ref.open_round(r, 600)
+            for k, cp in enumerate(copies):
+                if r == 1 and k == 1:
+                    continue
+                x = rng.normal(0.0, 30.0, len(cp))
+                ca.submit(k, x)
+                ref.submit(k, x)
+            a, b = ca.close_round(1.3), ref.close_round(1.3)
+            np.testing.assert_allclose(a.z, b.z, atol=2e-6, rtol=0)
+            assert a.primal_residual == pytest.approx(b.primal_residual, rel=1e-6, abs=1e-4)
+            assert a.dual_residual == pytest.approx(b.dual_residual, rel=1e-6, abs=1e-4)
+            assert a.missing == b.missing
+        assert b.missing == (1,)
+        assert np.count_nonzero(a.z[65_535:65_538]) == 3
+
 
 
 def test_close_pages_split_nodes_at_segment_boundaries() -> None:

@@ -87,3 +87,35 @@ def test_a_batch_is_mined_on_request_when_the_node_leaves_it_in_its_pool() -> No
         assert [r.call for r in records] == ["transfer"] * 40
         assert min(r.block for r in records) >= 1
         assert all(r.gas_used == 21_000 for r in records)
+
+
+@pytest.mark.chain
+def test_the_fee_cap_follows_a_rising_base_fee() -> None:
+    # Blocks above half the gas limit raise the base fee 12.5 % each; after ten of them it is
+    # past the first fee cap (twice the base fee plus 1 gwei), which must have been read again.
+    with anvil.AnvilNode(block_gas_limit=30_000_000) as node:
+        chain = Chain(ChainConfig(url=node.url, seed=4))
+        payer, to = chain.new_account(), chain.new_account(fund=False)
+        first_cap = chain.fee_cap_wei()
+        blob = b"\x01" * 740_000  # 29.6 M gas of calldata (prague's floor): a full block
+        for _ in range(14):
+            (record,) = chain.send_batch([(payer, {"to": to.address, "data": blob,
+                                                   "gas": 29_700_000}, "fill")])
+            assert record.gas_used > 29_000_000
+        base = int(chain.w3.eth.get_block("latest")["baseFeePerGas"])
+        assert base > first_cap
+        assert chain.fee_cap_wei() > base
+
+
+@pytest.mark.chain
+def test_the_node_state_directory_is_private_and_removed_on_stop() -> None:
+    with anvil.AnvilNode() as node, anvil.AnvilNode() as other:
+        cache = node.cache_dir
+        assert cache is not None
+        assert Path(cache).is_dir()
+        assert other.cache_dir != cache
+        proc = node._proc
+        assert proc is not None
+        assert cache in proc.args
+    assert not Path(cache).exists()
+    assert node.cache_dir is None
