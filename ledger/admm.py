@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
 from web3.contract import Contract
 from web3.logs import DISCARD
 
@@ -340,4 +341,4 @@ class ContractAdmm:
                                              "gas": _GAS_BASE + _GAS_PER_GLOBAL * count},
                           "AdmmCoordinator.finalisePage"))
         records = self._chain.send_batch(items)
-        return [self._chain.w3.eth.get_transaction_receipt(r.tx_hash) for r in records]
+        return [self._chain.w3.eth.get_transaction_receipt(HexStr(r.tx_hash)) for r in records]

@@ -224,10 +224,10 @@ class Chain:
             # a request waits for the node at least as long as for a receipt: anvil answers a
             # transaction after mining it, which for 10⁹ gas takes minutes on a loaded machine
             timeout_s = max(60.0, self.config.timeout_s)
-            provider = Web3.HTTPProvider(self.config.url, request_kwargs={"timeout": timeout_s},
-                                         cache_allowed_requests=True,
-                                         cacheable_requests={RPCEndpoint("eth_chainId")})
-            self.w3 = Web3(provider)
+            http = Web3.HTTPProvider(self.config.url, request_kwargs={"timeout": timeout_s},
+                                     cache_allowed_requests=True,
+                                     cacheable_requests={RPCEndpoint("eth_chainId")})
+            self.w3 = Web3(http)
             if self.config.poa:
                 self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
             try:

@@ -91,7 +91,7 @@ LedgerKind = Literal["memory", "evm"]
 
 
 class MarketBatch:
-    """Sends a session's commits and reveals to a JSON-RPC node without a wait per transaction.
+    """Sends commits, reveals and withdrawals to a JSON-RPC node without a wait per transaction.
 
     One transaction per participant as :meth:`Web3Ledger.commit` and :meth:`Web3Ledger.reveal`
     send them (same calldata, sender and salts), all signed first, :data:`TX_BATCH` at a time
@@ -144,6 +144,17 @@ class MarketBatch:
         items = self._items("reveal", calls)
         for first in range(0, len(items), TX_BATCH):
             self.ledger.chain.send_batch(items[first:first + TX_BATCH], ordered=True)
+
+
+    def withdraw(self, accounts: Sequence[str]) -> None:
+        """``market.withdraw()`` from each account (any order: each pulls only its own).
+
+        Raises:
+            ContractRevert: a transaction reverted.
+        """
+        items = self._items("withdraw", [(a, []) for a in accounts])
+        for first in range(0, len(items), TX_BATCH):
+            self.ledger.chain.send_batch(items[first:first + TX_BATCH])
 
 
 class MarketLedger(Protocol):
@@ -646,8 +657,12 @@ class VdgModel(Model):
     def _close(self) -> None:
         """Withdraw what the market owes everyone; compute the summary; stop."""
         led = self.ledger
-        for account in [p.address for p in self.participants] + [led.deployment.treasury]:
-            if led.owed_nano(account):
+        owed = [a for a in [p.address for p in self.participants] + [led.deployment.treasury]
+                if led.owed_nano(a)]
+        if self._batch is not None:
+            self._batch.withdraw(owed)
+        else:
+            for account in owed:
                 led.withdraw(account)
         from mas.mesa.summary import day_summary  # noqa: PLC0415 - avoids an import cycle
 

@@ -37,6 +37,8 @@ def test_a_day_on_anvil_settles_like_the_memory_ledger(anvil_url: str,
     assert summary["energy_conserved"]
     calls = [r.call for r in on_chain.ledger.gas_log]
     assert calls.count("EnergyToken.attest") == 24 * 3
+    assert calls.count("VdgMarket.withdraw") > 0  # sent in a batch; money_conserved: all paid
+    assert on_chain.ledger.credit_nano(on_chain.ledger.deployment.market) == 0
     rank = {p.address: k for k, p in enumerate(on_chain.participants)}
     for rec in on_chain.sessions:
         revealed, _ = on_chain.ledger.revealed_book(rec.sid)
