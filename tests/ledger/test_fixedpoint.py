@@ -56,23 +56,17 @@ def test_admm_packing_round_trips(values: list[int]) -> None:
     assert fp.admm_unpack(fp.admm_pack(values)).tolist() == values
 
 
-@given(
-    st.lists(
-        st.tuples(st.integers(-fp.INT32_MAX, fp.INT32_MAX), st.integers(0, fp.UINT32_MAX)),
-        min_size=1,
-    )
-)
+SLOT_ORDERS = st.tuples(st.integers(-fp.INT32_MAX, fp.INT32_MAX), st.integers(0, fp.UINT32_MAX))
+"""(qty_wh, price_ueur_per_kwh) of one slot, over the whole range the encoding takes."""
+
+
+@given(st.lists(SLOT_ORDERS, min_size=1))
 def test_order_vector_round_trips(entries: list[tuple[int, int]]) -> None:
     v = OrderVector(tuple(SlotOrder(q, p) for q, p in entries))
     assert OrderVector.decode(v.encode()) == v
 
 
-@given(
-    st.lists(
-        st.tuples(st.integers(-fp.INT32_MAX, fp.INT32_MAX), st.integers(0, fp.UINT32_MAX)),
-        max_size=30,
-    )
-)
+@given(st.lists(SLOT_ORDERS, max_size=30))
 def test_order_vector_packs_int32_and_uint32_big_endian(entries: list[tuple[int, int]]) -> None:
     v = OrderVector(tuple(SlotOrder(q, p) for q, p in entries))
     assert v.encode() == b"".join(
